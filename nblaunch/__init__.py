@@ -1,0 +1,49 @@
+"""nblaunch: run notebook training code as queued, retryable GPU jobs.
+
+Load the magics with ``%load_ext nblaunch``; from Python use ``submit``,
+``Job`` and ``Queue``. Attributes load lazily so that ``python -m
+nblaunch.runtime`` inside a job stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Job",
+    "JobFailedError",
+    "NBLaunchError",
+    "Queue",
+    "load_ipython_extension",
+    "submit",
+]
+
+if TYPE_CHECKING:
+    from nblaunch.client import Job, Queue, submit
+    from nblaunch.errors import JobFailedError, NBLaunchError
+
+_LAZY = {
+    "Job": "nblaunch.client",
+    "Queue": "nblaunch.client",
+    "submit": "nblaunch.client",
+    "JobFailedError": "nblaunch.errors",
+    "NBLaunchError": "nblaunch.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nblaunch' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nblaunch``: register the ``%%launch`` family of magics."""
+    from nblaunch.extension.magics import register
+
+    register(ipython)

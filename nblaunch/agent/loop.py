@@ -1,0 +1,248 @@
+"""The agent: claims jobs, hands them to runners, and turns their ends into states.
+
+One agent serves one ``$NBLAUNCH_HOME``; it holds ``agent.lock`` for its whole
+life. It sleeps in ``select`` on its wake FIFO (a submit or cancel writes one
+byte) and on a SIGCHLD self-pipe (a local attempt ended), so nothing waits on
+a polling timer between a submit and the job starting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from nblaunch.agent import lockfile
+from nblaunch.errors import NBLaunchError, TransitionError
+from nblaunch.home import store_path
+from nblaunch.queue.config import LocalQueueConfig, QueueConfig, load_queues
+from nblaunch.queue.states import State
+from nblaunch.queue.store import AttemptRow, JobRow, Store
+from nblaunch.runners.base import Launch, Outcome, Runner, runner_class
+
+log = logging.getLogger("nblaunch.agent")
+
+HEARTBEAT_S = 1.0
+
+
+@dataclass
+class Agent:
+    root: Path
+    queue_names: list[str] | None = None
+    idle_timeout_s: float | None = None
+    _stop: bool = field(default=False, init=False)
+    _cancelling: set[tuple[str, int]] = field(default_factory=set, init=False)
+
+    def __post_init__(self) -> None:
+        configs = load_queues(self.root)
+        if self.queue_names:
+            unknown = [q for q in self.queue_names if q not in configs]
+            if unknown:
+                raise NBLaunchError(
+                    f"unknown queue {unknown[0]!r}; known queues: {', '.join(sorted(configs))}"
+                )
+            configs = {q: configs[q] for q in self.queue_names}
+        self.queues: dict[str, QueueConfig] = configs
+        self.runners: dict[str, Runner] = {
+            name: runner_class(cfg.runner)(cfg) for name, cfg in configs.items()
+        }
+        self.store = Store(store_path(self.root))
+
+    # -- lifetime ----------------------------------------------------------
+
+    def run(self) -> int:
+        lock_fd = lockfile.try_hold(lockfile.agent_lock_path(self.root))
+        if lock_fd is None:
+            raise NBLaunchError(
+                f"an agent is already running for {self.root} "
+                f"(pid {lockfile.holder_pid(self.root)}); stop it first or use another NBLAUNCH_HOME"
+            )
+        os.ftruncate(lock_fd, 0)
+        os.write(lock_fd, str(os.getpid()).encode())
+        wake_r, wake_w = lockfile.open_wake_channel(self.root)
+        chld_r, chld_w = os.pipe()
+        os.set_blocking(chld_r, False)
+        os.set_blocking(chld_w, False)
+        signal.set_wakeup_fd(chld_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        agent_id = self.store.register_agent(self.queues)
+        log.info("agent %s serving %s", os.getpid(), ", ".join(self.queues))
+        idle_since = time.time()
+        last_beat = 0.0
+        try:
+            while not self._stop:
+                busy = self.step()
+                now = time.time()
+                if now - last_beat >= HEARTBEAT_S:
+                    self.store.heartbeat(agent_id)
+                    last_beat = now
+                if busy:
+                    idle_since = now
+                elif self._idle_expired(idle_since, now) and self._exit_if_still_idle(lock_fd):
+                    lock_fd = None
+                    break
+                ready, _, _ = select.select([wake_r, chld_r], [], [], self._timeout(busy))
+                for fd in ready:
+                    lockfile.drain(fd)
+        finally:
+            self.store.heartbeat(agent_id, stopped=True)
+            signal.set_wakeup_fd(-1)
+            for fd in (wake_r, wake_w, chld_r, chld_w):
+                os.close(fd)
+            if lock_fd is not None:
+                os.close(lock_fd)
+            log.info("agent %s stopped", os.getpid())
+        return 0
+
+    def _request_stop(self, _signum: int, _frame: FrameType | None) -> None:
+        # Running attempts live in sessions of their own and keep going; the
+        # next agent re-adopts them from their handles.
+        self._stop = True
+
+    def _idle_expired(self, idle_since: float, now: float) -> bool:
+        return self.idle_timeout_s is not None and now - idle_since >= self.idle_timeout_s
+
+    def _exit_if_still_idle(self, lock_fd: int) -> bool:
+        """Give up the agent lock only if no job arrived meanwhile. Submitters
+        check for a live agent under the same spawn lock, after inserting their
+        row, so a job is never left without an agent."""
+        from nblaunch.agent.spawn import spawn_lock_path
+
+        with lockfile.held(spawn_lock_path(self.root)):
+            if self.store.has_work(self.queues):
+                return False
+            os.close(lock_fd)
+            return True
+
+    def _timeout(self, busy: bool) -> float:
+        timeout = HEARTBEAT_S
+        wake_at = self.store.next_wakeup(self.queues)
+        if wake_at is not None:
+            timeout = min(timeout, max(0.0, wake_at - time.time()))
+        if not busy and self.idle_timeout_s is not None:
+            timeout = min(timeout, self.idle_timeout_s)
+        return timeout
+
+    # -- one pass ----------------------------------------------------------
+
+    def step(self) -> bool:
+        """Reconcile running attempts, act on cancels, start what fits.
+        Returns whether any job of these queues is waiting or running."""
+        for job, attempt in self.store.active_attempts(self.queues):
+            self._watch(job, attempt)
+        for name, cfg in self.queues.items():
+            gpu_slots, cpu_slots = _slots(cfg)
+            while (claimed := self.store.claim(name, gpu_slots, cpu_slots, os.getpid())) is not None:
+                self._start(*claimed)
+        return self.store.has_work(self.queues)
+
+    def _watch(self, job: JobRow, attempt: AttemptRow) -> None:
+        runner = self.runners[job.queue]
+        if attempt.handle is None:
+            # Claimed by an agent that died before the runner started it.
+            if attempt.agent_pid != os.getpid():
+                self._finish(job, attempt, Outcome(State.LOST, None, "agent_died", None))
+            return
+        if job.cancel_requested_at is not None and (job.id, attempt.n) not in self._cancelling:
+            self._cancelling.add((job.id, attempt.n))
+            log.info("cancelling %s attempt %d", job.id, attempt.n)
+            runner.cancel(attempt.handle, self.queues[job.queue].cancel_grace_s)
+        outcome = runner.poll(attempt.handle, attempt.run_dir)
+        if outcome is not None:
+            self._cancelling.discard((job.id, attempt.n))
+            self._finish(job, attempt, outcome)
+
+    def _start(self, job: JobRow, attempt: AttemptRow) -> None:
+        runner = self.runners[job.queue]
+        launch = Launch(
+            job_id=job.id,
+            attempt=attempt.n,
+            bundle=job.bundle,
+            run_dir=attempt.run_dir,
+            checkpoint_dir=job.job_dir / "checkpoints",
+            gpu_ids=attempt.gpu_ids,
+            env={
+                "NBLAUNCH_HOME": str(self.root),
+                "NBLAUNCH_JOB_ID": job.id,
+                "NBLAUNCH_ATTEMPT": str(attempt.n),
+                "NBLAUNCH_CHECKPOINT_DIR": str(job.job_dir / "checkpoints"),
+            },
+        )
+        try:
+            handle = runner.submit(launch)
+        except Exception as exc:  # the runner's own failure ends this attempt, not the agent
+            log.exception("runner %s could not start %s", runner.name, job.id)
+            error = {"ename": type(exc).__name__, "evalue": str(exc), "cell_index": None}
+            self._finish(job, attempt, Outcome(State.FAILED, None, "runner_error", error))
+            return
+        self.store.transition(
+            job.id,
+            State.RUNNING,
+            f"started by {runner.name} runner",
+            attempt_state=State.RUNNING,
+            attempt_fields={"handle": handle, "running_at": time.time()},
+        )
+        log.info("started %s attempt %d", job.id, attempt.n)
+
+    def _finish(self, job: JobRow, attempt: AttemptRow, outcome: Outcome) -> None:
+        job = self.store.job(job.id)
+        fields = {"exit_code": outcome.exit_code, "outcome": outcome.outcome, "error": outcome.error}
+        to, reason, job_fields = _decide(job, outcome)
+        attempt_state = State.CANCELLED if to is State.CANCELLED else outcome.state
+        try:
+            self.store.transition(
+                job.id,
+                to,
+                reason,
+                attempt_state=attempt_state,
+                attempt_fields=fields,
+                job_fields=job_fields,
+            )
+        except TransitionError:
+            log.warning("job %s changed state while its attempt ended; left as it is", job.id)
+        log.info("job %s attempt %d: %s -> %s", job.id, attempt.n, outcome.outcome, to)
+
+
+def _decide(job: JobRow, outcome: Outcome) -> tuple[State, str, dict[str, object]]:
+    """The job's next state once an attempt has ended, and why."""
+    if job.cancel_requested_at is not None:
+        return State.CANCELLED, "cancelled by request", {"error": None}
+    if outcome.state is State.SUCCEEDED:
+        return State.SUCCEEDED, "notebook completed", {"error": None}
+    if outcome.outcome == "agent_died":
+        # Nothing of the job ran, so this costs no retry.
+        return State.QUEUED, "claimed by an agent that died before starting it", {}
+    what = outcome.outcome.replace("_", " ")
+    if outcome.error and outcome.error.get("ename"):
+        what += f" ({outcome.error['ename']}: {outcome.error.get('evalue')})"
+    if outcome.state is State.PREEMPTED:
+        if job.preemptions < job.max_preemptions:
+            return (
+                State.QUEUED,
+                f"preempted; requeued to resume (preemption {job.preemptions + 1})",
+                {"preemptions": job.preemptions + 1, "not_before": 0.0, "error": None},
+            )
+        return State.PREEMPTED, f"preempted {job.preemptions + 1} times; no preemption left", {
+            "error": outcome.error
+        }
+    if job.retries < job.max_retries:
+        delay = job.retry_backoff_s * (2**job.retries)
+        return (
+            State.QUEUED,
+            f"{what}; retry {job.retries + 1}/{job.max_retries} in {delay:g}s",
+            {"retries": job.retries + 1, "not_before": time.time() + delay, "error": outcome.error},
+        )
+    return outcome.state, what, {"error": outcome.error}
+
+
+def _slots(cfg: QueueConfig) -> tuple[int, int]:
+    if isinstance(cfg, LocalQueueConfig):
+        return cfg.gpu_slots(), cfg.cpu_slots()
+    return cfg.gpus or 0, 1 << 30

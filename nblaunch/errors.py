@@ -1,0 +1,90 @@
+"""Errors a user can cause, as one family.
+
+::
+
+    NBLaunchError                 anything a user can cause; message says what and how to fix
+    ├── ConfigError               queues.toml is malformed or names an unknown key
+    ├── SpecError                 a job request is malformed (notebook, parameters, options)
+    │   └── CapacityError         the job asks for more than its queue has
+    ├── UnknownQueueError         no queue of that name
+    ├── UnknownJobError           no job with that id
+    ├── MissingDependencyError    an optional dependency is not installed
+    ├── TransitionError           a job is not in a state that allows the change asked for
+    └── JobFailedError            the job ran and did not succeed
+
+Magics turn these into IPython's ``UsageError`` and the CLI into one line on
+stderr with exit code 2 (``JobFailedError``: exit code 1); nothing else in the
+package catches them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class NBLaunchError(Exception):
+    """Root of every error a user can cause."""
+
+
+class ConfigError(NBLaunchError):
+    """The queues file is malformed or names an unknown key."""
+
+
+class SpecError(NBLaunchError):
+    """A job request is malformed."""
+
+
+class CapacityError(SpecError):
+    """The job asks for more resources than its queue has."""
+
+
+class UnknownQueueError(NBLaunchError):
+    """No queue of that name is configured."""
+
+
+class UnknownJobError(NBLaunchError):
+    """No job with that id exists in the store."""
+
+
+class MissingDependencyError(NBLaunchError):
+    """An optional dependency is missing; the message carries the install command."""
+
+
+class TransitionError(NBLaunchError):
+    """The job is not in a state that allows the requested change."""
+
+
+class JobFailedError(NBLaunchError):
+    """The job ended in a state other than ``succeeded``.
+
+    Carries papermill's fields for a failed cell so a notebook can show the
+    job's own traceback rather than nblaunch internals.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        state: str,
+        error: dict[str, Any] | None,
+        output_notebook: Path | None,
+        log_dir: Path | None,
+    ) -> None:
+        self.job_id = job_id
+        self.state = state
+        error = error or {}
+        self.ename: str | None = error.get("ename")
+        self.evalue: str | None = error.get("evalue")
+        self.cell_index: int | None = error.get("cell_index")
+        self.traceback: list[str] = list(error.get("traceback") or [])
+        self.output_notebook = output_notebook
+        self.log_dir = log_dir
+        where = f" in cell {self.cell_index}" if self.cell_index is not None else ""
+        what = f": {self.ename}: {self.evalue}" if self.ename else ""
+        super().__init__(
+            f"job {job_id} {state}{where}{what} (output notebook: {output_notebook}, logs: {log_dir})"
+        )
+
+    def _render_traceback_(self) -> list[str]:
+        header = [f"nblaunch job {self.job_id} {self.state}; output notebook: {self.output_notebook}"]
+        return header + (self.traceback or [str(self)])

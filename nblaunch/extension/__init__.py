@@ -1,0 +1,1 @@
+"""The IPython face: %%launch and the other magics."""

@@ -1,0 +1,99 @@
+"""What a job is: the immutable request a face builds and the bundle records."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nblaunch.errors import SpecError
+
+PRIORITIES: dict[str, int] = {"low": -10, "normal": 0, "high": 10, "critical": 100}
+Strategy = Literal["none", "ddp", "fsdp", "deepspeed"]
+
+
+def parse_priority(value: str | int) -> int:
+    """``low`` / ``normal`` / ``high`` / ``critical`` or an integer; higher runs first."""
+    if isinstance(value, bool):
+        raise SpecError(f"priority {value!r} is not valid; use low, normal, high, critical or an integer")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    if text in PRIORITIES:
+        return PRIORITIES[text]
+    try:
+        return int(text)
+    except ValueError:
+        raise SpecError(
+            f"priority {value!r} is not valid; use low, normal, high, critical or an integer"
+        ) from None
+
+
+def priority_name(value: int) -> str:
+    for name, number in PRIORITIES.items():
+        if number == value:
+            return name
+    return str(value)
+
+
+class JobSpec(BaseModel):
+    """Everything needed to run a job anywhere; written to ``job.json``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    queue: str = "local"
+    priority: int = 0
+    gpus: int = Field(default=0, ge=0)
+    nodes: int = Field(default=1, ge=1)
+    strategy: Strategy = "none"
+    params: dict[str, Any] = Field(default_factory=dict)
+    notebook: str = Field(description="path of the notebook the job was built from")
+    submit_dir: str = Field(description="working folder of the submitter, for relative data paths")
+    max_retries: int = Field(default=0, ge=0)
+    retry_backoff_s: float = Field(default=10.0, ge=0)
+    max_preemptions: int = Field(default=20, ge=0)
+    sweep_id: str | None = None
+    submitter: str = Field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
+    python: str = Field(default_factory=lambda: sys.version.split()[0])
+    created_at: float = Field(default_factory=time.time)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _json_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        for key, value in params.items():
+            if not key.isidentifier():
+                raise ValueError(f"parameter name {key!r} is not a Python identifier")
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"parameter {key!r} = {value!r} is not JSON-serializable; pass numbers, "
+                    "strings, booleans, None, lists or dicts"
+                ) from None
+        return params
+
+    @classmethod
+    def build(cls, **fields: Any) -> JobSpec:
+        """Validate ``fields`` into a spec; any problem is one ``SpecError`` line."""
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "job"
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise SpecError(f"{where}: {msg}") from None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def read(cls, bundle: Path) -> JobSpec:
+        return cls.model_validate_json((bundle / "job.json").read_text())

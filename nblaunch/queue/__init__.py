@@ -1,0 +1,1 @@
+"""Where jobs wait: the store, queue configuration and job states."""

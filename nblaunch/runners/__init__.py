@@ -1,0 +1,1 @@
+"""Where jobs run: the runner interface and its backends."""

@@ -1,0 +1,109 @@
+"""The local runner: each attempt is a process group on this machine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from nblaunch.runners.base import Launch, Outcome, Runner
+from nblaunch.runners.result import outcome_from_result
+
+
+class LocalRunner(Runner):
+    """Runs ``python -m nblaunch.runtime BUNDLE RUN_DIR`` in a session of its own.
+
+    The handle is the runtime's pid plus its start time, so an agent that
+    restarts can re-adopt attempts that outlived the previous agent.
+    """
+
+    name = "local"
+
+    def __init__(self, queue: Any) -> None:
+        super().__init__(queue)
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def submit(self, launch: Launch) -> dict[str, Any]:
+        logs = launch.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **launch.env}
+        # An empty list hides every GPU from a job that asked for none.
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in launch.gpu_ids)
+        with open(logs / "stdout.log", "ab") as out, open(logs / "stderr.log", "ab") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "nblaunch.runtime", str(launch.bundle), str(launch.run_dir)],
+                cwd=launch.run_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        self._children[proc.pid] = proc
+        return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
+
+    def poll(self, handle: dict[str, Any], run_dir: Path) -> Outcome | None:
+        pid = handle["pid"]
+        child = self._children.get(pid)
+        if child is not None:
+            code = child.poll()
+            if code is None:
+                return None
+            del self._children[pid]
+        else:
+            if _alive(handle):
+                return None
+            code = None  # not our child: its exit status went to whoever adopted it
+        return outcome_from_result(run_dir, code)
+
+    def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
+        if not _alive(handle):
+            return
+        threading.Thread(
+            target=_terminate_tree, args=(handle["pid"], grace_s), daemon=True
+        ).start()
+
+    def logs(self, handle: dict[str, Any], run_dir: Path) -> list[Path]:
+        return [run_dir / "logs" / "stderr.log", run_dir / "logs" / "stdout.log"]
+
+
+def _alive(handle: dict[str, Any]) -> bool:
+    try:
+        proc = psutil.Process(handle["pid"])
+        return proc.create_time() == handle["create_time"] and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _terminate_tree(pid: int, grace_s: float) -> None:
+    """SIGTERM the runtime and everything under it (the kernel sits in its own
+    session, so a process-group signal would miss it), then SIGKILL what is
+    left after ``grace_s``."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    # Children started during the grace period are caught here too.
+    for proc in list(alive):
+        try:
+            alive.extend(c for c in proc.children(recursive=True) if c not in alive)
+        except psutil.NoSuchProcess:
+            pass
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass

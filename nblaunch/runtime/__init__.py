@@ -1,0 +1,1 @@
+"""What runs inside a job. Imports nothing from the faces, the queue or the runners."""

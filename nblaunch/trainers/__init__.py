@@ -1,0 +1,1 @@
+"""Helpers for training code inside a job: HF Trainer, distributed environment, checkpoints."""

@@ -1,0 +1,1 @@
+"""The notebook face: job card, queue status, cost estimate, live loss."""

@@ -1,0 +1,79 @@
+"""Shared fixtures: an isolated NBLAUNCH_HOME with a real store and real agents."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from nblaunch.agent.lockfile import holder_pid
+
+
+@pytest.fixture
+def nbl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh ``$NBLAUNCH_HOME``; any agent started in it is stopped afterwards."""
+    root = tmp_path / "home"
+    root.mkdir()
+    monkeypatch.setenv("NBLAUNCH_HOME", str(root))
+    monkeypatch.setenv("NBLAUNCH_AGENT_IDLE_S", "30")
+    from nblaunch import client
+
+    client._store.cache_clear()
+    yield root
+    stop_agent(root)
+    client._store.cache_clear()
+
+
+def stop_agent(root: Path, timeout: float = 10) -> None:
+    pid = holder_pid(root)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while holder_pid(root) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def write_queues(root: Path, text: str) -> None:
+    (root / "queues.toml").write_text(text)
+
+
+def make_notebook(
+    path: Path, *cells: str, params: str | None = None, kernel: str = "python3"
+) -> Path:
+    """A notebook whose first cell (tagged ``parameters``) is ``params``, then ``cells``."""
+    nb = nbformat.v4.new_notebook()
+    if params is not None:
+        cell = nbformat.v4.new_code_cell(params)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.append(cell)
+    nb.cells.extend(nbformat.v4.new_code_cell(src) for src in cells)
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the real ``nblaunch`` CLI in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "nblaunch", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+def cell_outputs(nb_path: Path) -> list[Any]:
+    nb = nbformat.read(nb_path, as_version=4)
+    return [c.get("outputs", []) for c in nb.cells if c.cell_type == "code"]
