@@ -218,6 +218,35 @@ class Job:
                 parts.append(path.read_text(errors="replace"))
         return "".join(parts)
 
+    def metrics(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Logged metric rows ``{attempt, step, name, value, time}`` in logging order."""
+        keys = ("attempt", "step", "name", "value", "time")
+        return [dict(zip(keys, r)) for r in self._store.metrics(self.id, name)]
+
+    def progress(self) -> dict[str, Any]:
+        """Newest step, ``max_steps`` when the job reported it, fraction and ETA in seconds.
+
+        The runtime logs ``max_steps`` as a metric when the training loop knows
+        it (the HF callback does; ``nblaunch.log({"max_steps": n})`` otherwise).
+        """
+        row = self.row
+        step = self._store.latest_step(self.id)
+        max_steps_rows = self._store.metrics(self.id, "max_steps")
+        max_steps = int(max_steps_rows[-1][3]) if max_steps_rows else None
+        fraction = min(1.0, step / max_steps) if step is not None and max_steps else None
+        if row.state is State.SUCCEEDED:
+            fraction = 1.0
+        eta = None
+        run_dir = row.run_dir()
+        attempt = self._store.attempts(self.id)[-1] if row.attempt else None
+        if fraction and 0 < fraction < 1 and attempt and attempt.running_at and not row.final:
+            first = self._store.first_step(self.id, row.attempt)
+            if first is not None and step is not None and step > first[0]:
+                rate = (step - first[0]) / max(1e-9, time.time() - first[1])
+                eta = (max_steps - step) / rate if max_steps else None
+        return {"step": step, "max_steps": max_steps, "fraction": fraction, "eta_s": eta,
+                "run_dir": str(run_dir) if run_dir else None}
+
     def events(self) -> list[dict[str, Any]]:
         return [e.__dict__ for e in self._store.events(self.id)]
 

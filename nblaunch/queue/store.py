@@ -449,6 +449,19 @@ class Store:
             )
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
+    def latest_step(self, job_id: str) -> int | None:
+        row = self._db.execute("SELECT MAX(step) FROM metrics WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def first_step(self, job_id: str, attempt: int) -> tuple[int, float] | None:
+        """``(step, time)`` of the first stepped metric of an attempt, for rates."""
+        row = self._db.execute(
+            """SELECT step, time FROM metrics WHERE job_id = ? AND attempt = ? AND step IS NOT NULL
+               ORDER BY rowid LIMIT 1""",
+            (job_id, attempt),
+        ).fetchone()
+        return None if row is None else (int(row[0]), float(row[1]))
+
     # -- agents ------------------------------------------------------------
 
     def register_agent(self, queues: Iterable[str]) -> int:
