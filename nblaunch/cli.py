@@ -257,6 +257,22 @@ def queues(as_json: bool) -> None:
         )
 
 
+# The flags live in one argparse parser that %launch_estimate shares, so click passes them through.
+@cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def estimate(args: tuple[str, ...]) -> None:
+    """Estimate time, cost (on-demand, spot) and memory fit of a training run."""
+    from nblaunch.jobs.estimate_args import (
+        estimate_from_options,
+        format_estimate,
+        parse_estimate_args,
+    )
+
+    options = parse_estimate_args(args, prog="nblaunch estimate")
+    result = estimate_from_options(options)
+    click.echo(json.dumps(result.to_dict(), indent=2) if options["json"] else format_estimate(result))
+
+
 def _wait_with_progress(job: Any, quiet: bool) -> None:
     last = None
     while True:

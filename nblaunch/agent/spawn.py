@@ -8,10 +8,13 @@ simultaneous submits start one agent and a job never waits without one.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from nblaunch.agent import lockfile
 from nblaunch.errors import NBLaunchError
@@ -39,28 +42,38 @@ def ensure_agent(root: Path) -> int:
 
 
 def _start_background_agent(root: Path) -> int:
+    """Start the agent detached: a shell backgrounds it and exits at once, so the
+    agent is re-parented to init and never lingers as a zombie child of a
+    long-lived kernel that happened to start it."""
     idle = os.environ.get("NBLAUNCH_AGENT_IDLE_S", str(DEFAULT_IDLE_S))
     env = {**os.environ, "NBLAUNCH_HOME": str(root)}
-    with open(agent_log_path(root), "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nblaunch.agent", "--idle-timeout", idle],
-            cwd=root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+    argv = [sys.executable, "-m", "nblaunch.agent", "--idle-timeout", idle]
+    log = shlex.quote(str(agent_log_path(root)))
+    done = subprocess.run(
+        ["/bin/sh", "-c", f"{shlex.join(argv)} >>{log} 2>&1 </dev/null & echo $!"],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        check=True,
+    )
+    pid = int(done.stdout.strip())
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        pid = lockfile.holder_pid(root)
-        if pid == proc.pid:
+        if lockfile.holder_pid(root) == pid:
             return pid
-        if proc.poll() is not None:
-            raise NBLaunchError(
-                f"the background agent exited at start (code {proc.returncode}); "
-                f"see {agent_log_path(root)}"
-            )
+        if not _running(pid):
+            raise NBLaunchError(f"the background agent exited at start; see {agent_log_path(root)}")
         time.sleep(0.005)
-    proc.kill()
-    raise NBLaunchError(f"the background agent did not start within {START_TIMEOUT_S:g}s; see {agent_log_path(root)}")
+    raise NBLaunchError(
+        f"the background agent did not start within {START_TIMEOUT_S:g}s; see {agent_log_path(root)}"
+    )
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -449,6 +449,24 @@ class Store:
             )
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
+    def metrics_since(
+        self, job_id: str, cursor: int = 0
+    ) -> tuple[list[tuple[int, int | None, str, float, float]], int]:
+        """Metric rows logged after ``cursor``, and the cursor to pass next time.
+
+        Rows are ``(attempt, step, name, value, time)`` in logging order; start
+        with ``cursor=0``. The scan seeks by rowid (``+job_id`` keeps SQLite off
+        the ``metrics_job`` index), so a poll costs what is new, not the history.
+        """
+        rows = self._db.execute(
+            """SELECT rowid, attempt, step, name, value, time FROM metrics
+               WHERE rowid > ? AND +job_id = ? ORDER BY rowid""",
+            (cursor, job_id),
+        ).fetchall()
+        if not rows:
+            return [], cursor
+        return [tuple(r)[1:] for r in rows], int(rows[-1][0])  # type: ignore[misc]
+
     def latest_step(self, job_id: str) -> int | None:
         row = self._db.execute("SELECT MAX(step) FROM metrics WHERE job_id = ?", (job_id,)).fetchone()
         return None if row[0] is None else int(row[0])

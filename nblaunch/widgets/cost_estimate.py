@@ -1,0 +1,195 @@
+"""CostEstimate: the estimator's inputs as controls, its answer updating as they change.
+
+``%launch_estimate`` and ``nblaunch.estimate_widget(...)`` show it. Inputs are
+model size and tokens (``124M``, ``7B``, ``1e9``), GPU type and count, nodes,
+strategy (with ZeRO stage and offload), queue, prices, and spot or
+on-demand; outputs are hours, dollars, the memory verdict and the
+suggestion. Everything is computed by ``nblaunch.jobs.estimate.estimate``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as w
+
+from nblaunch.widgets import render
+
+__all__ = ["CostEstimate"]
+
+_DEFAULT = "(queue default)"
+_STRATEGIES = ("ddp", "fsdp", "deepspeed", "none")
+
+
+def _gpu_names() -> list[str]:
+    from nblaunch.jobs.gpus import CATALOG
+
+    return [*CATALOG, "CPU"]
+
+
+def _queue_names(root: Any) -> list[str]:
+    from nblaunch.client import Queue
+    from nblaunch.errors import NBLaunchError
+
+    try:
+        return [q.name for q in Queue.all(root)]
+    except NBLaunchError:
+        return []
+
+
+class CostEstimate(w.VBox):
+    """Estimate a training run interactively.
+
+    Parameters
+    ----------
+    params, tokens
+        Model size and training tokens: a count or a string like ``7B``
+        (``params`` may also be an HF config or model, kept as given).
+    gpu, gpus, nodes, strategy, zero, offload, queue, spot
+        As for ``nblaunch.jobs.estimate.estimate``; each becomes a control.
+    price_per_gpu_hour, spot_price_per_gpu_hour
+        USD per GPU-hour when the queue sets none (0 or None: the queue's).
+    **fixed
+        Further ``estimate`` arguments (``batch_size``, ``seq_len``,
+        ``epochs``, ``root`` …) passed unchanged.
+    """
+
+    def __init__(
+        self,
+        params: Any = "1B",
+        tokens: Any = "10B",
+        *,
+        gpu: str | None = None,
+        gpus: int = 1,
+        nodes: int = 1,
+        strategy: str = "ddp",
+        zero: int | None = None,
+        offload: bool = False,
+        queue: str | None = None,
+        spot: bool = False,
+        price_per_gpu_hour: float | None = None,
+        spot_price_per_gpu_hour: float | None = None,
+        **fixed: Any,
+    ) -> None:
+        self.fixed = dict(fixed)
+        self.estimate: dict[str, Any] | None = None
+        self.error: str | None = None
+        self._params_object = None if isinstance(params, (str, int, float)) else params
+        style = {"description_width": "110px"}
+        wide = w.Layout(width="300px")
+        self.params = w.Text(
+            value=str(params) if self._params_object is None else type(params).__name__,
+            description="model params", disabled=self._params_object is not None,
+            continuous_update=False, style=style, layout=wide,
+        )  # fmt: skip
+        self.tokens = w.Text(
+            value=str(tokens), description="tokens", continuous_update=False, style=style, layout=wide
+        )
+        gpu_options = [_DEFAULT, *_gpu_names()]
+        if gpu is not None and gpu not in gpu_options:
+            gpu_options.append(gpu)
+        self.gpu = w.Dropdown(
+            options=gpu_options, value=gpu or _DEFAULT, description="GPU", style=style, layout=wide
+        )
+        self.gpus = w.BoundedIntText(
+            value=gpus, min=0, max=100_000, description="GPUs per node", style=style, layout=wide
+        )
+        self.nodes = w.BoundedIntText(
+            value=nodes, min=1, max=100_000, description="nodes", style=style, layout=wide
+        )
+        self.strategy = w.Dropdown(
+            options=list(_STRATEGIES), value=strategy, description="strategy", style=style, layout=wide
+        )
+        self.zero = w.Dropdown(
+            options=[("auto", None), ("0", 0), ("1", 1), ("2", 2), ("3", 3)], value=zero,
+            description="ZeRO stage", style=style, layout=wide,
+        )  # fmt: skip
+        self.offload = w.Checkbox(value=offload, description="offload optimizer to CPU")
+        root = fixed.get("root")
+        queues = _queue_names(root)
+        if queue is not None and queue not in queues:
+            queues.append(queue)
+        self.queue = w.Dropdown(
+            options=[("(none)", None), *[(q, q) for q in queues]], value=queue,
+            description="queue", style=style, layout=wide,
+        )  # fmt: skip
+        self.price = w.BoundedFloatText(
+            value=price_per_gpu_hour or 0.0, min=0.0, max=1e6, step=0.1,
+            description="$ / GPU-hour", style=style, layout=wide,
+        )  # fmt: skip
+        self.spot_price = w.BoundedFloatText(
+            value=spot_price_per_gpu_hour or 0.0, min=0.0, max=1e6, step=0.1,
+            description="spot $ / GPU-h", style=style, layout=wide,
+        )  # fmt: skip
+        self.spot = w.ToggleButtons(options=["on-demand", "spot"], value="spot" if spot else "on-demand")
+        self.result = w.HTML(layout=w.Layout(min_width="320px", padding="0 0 0 16px"))
+        inputs = w.VBox(
+            [
+                self.params, self.tokens, self.gpu, self.gpus, self.nodes, self.strategy,
+                self.zero, self.offload, self.queue, self.price, self.spot_price, self.spot,
+            ]  # fmt: skip
+        )
+        for control in inputs.children:
+            control.observe(self._changed, names="value")
+        super().__init__([w.HBox([inputs, self.result])])
+        self.add_class("nbl-cost-estimate")
+        self.update()
+
+    def __repr__(self) -> str:
+        return "CostEstimate()"
+
+    def kwargs(self) -> dict[str, Any]:
+        """The ``estimate(...)`` arguments the controls hold now."""
+        kw: dict[str, Any] = dict(self.fixed)
+        kw.update(
+            params=self._params_object if self._params_object is not None else self.params.value.strip(),
+            tokens=self.tokens.value.strip(),
+            gpu=None if self.gpu.value == _DEFAULT else self.gpu.value,
+            gpus=self.gpus.value,
+            nodes=self.nodes.value,
+            strategy=self.strategy.value,
+            zero=self.zero.value,
+            offload=self.offload.value,
+            queue=self.queue.value,
+            spot=self.spot.value == "spot",
+        )
+        if self.price.value:
+            kw["price_per_gpu_hour"] = self.price.value
+        if self.spot_price.value:
+            kw["spot_price_per_gpu_hour"] = self.spot_price.value
+        return kw
+
+    def _changed(self, _change: dict[str, Any]) -> None:
+        self.zero.layout.display = None if self.strategy.value == "deepspeed" else "none"
+        self.update()
+
+    def update(self) -> None:
+        """Recompute the estimate from the controls and show it (or the error)."""
+        from nblaunch.errors import NBLaunchError
+        from nblaunch.jobs.estimate import estimate
+
+        self.zero.layout.display = None if self.strategy.value == "deepspeed" else "none"
+        kw = self.kwargs()
+        try:
+            est = estimate(**kw).to_dict()
+        except NBLaunchError as exc:
+            self.estimate, self.error = None, str(exc)
+            self.result.value = render.estimate_error_html(self.error)
+            return
+        self.estimate, self.error = est, None
+        self.result.value = render.estimate_html(
+            est, spot=kw["spot"], gpus=est.get("gpus"), gpu=est.get("gpu")
+        )
+
+    def text(self) -> str:
+        if self.estimate is None:
+            return f"estimate: {self.error}"
+        return render.estimate_text(self.estimate, spot=self.spot.value == "spot")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        bundle["text/plain"] = self.text()
+        bundle["text/html"] = self.result.value
+        return bundle

@@ -1,0 +1,267 @@
+"""JobCard: what a ``Job`` displays as in a notebook.
+
+State badge and place in the queue, attempt n of max, elapsed and ETA, a
+progress bar, a live loss chart (train and eval loss; other logged metrics
+selectable), the newest GPU figures, cost so far and the estimate, the error
+when the job failed, and buttons to cancel (after a confirmation), open the
+output notebook and tail the logs. The kernel's poller keeps it current.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from nblaunch.widgets import render, snapshot
+from nblaunch.widgets.chart import PALETTE, LiveChart
+from nblaunch.widgets.poller import poller
+
+if TYPE_CHECKING:
+    from nblaunch.client import Job
+
+__all__ = ["JobCard"]
+
+#: metrics that are bookkeeping, not curves
+NOT_PLOTTED = frozenset({"max_steps"})
+_FINAL_REFRESHES = 2  # refreshes after the job ended, to take in late metrics
+
+
+class JobCard(w.VBox):
+    """A live view of one job.
+
+    Parameters
+    ----------
+    job
+        The job to show (``nblaunch.Job(id)`` re-attaches after a kernel restart;
+        the card then shows the whole history).
+    live
+        Register with the kernel's poller (off in tests that call ``refresh``).
+    """
+
+    def __init__(self, job: Job, *, live: bool = True) -> None:
+        self.job = job
+        self.latest: dict[str, float] = {}
+        self.snapshot: dict[str, Any] = {}
+        self._cursor = 0
+        self._lock = threading.RLock()
+        self._final_refreshes = 0
+        self._metrics_chosen = False
+        self._syncing_choice = False
+        self._estimate = snapshot.job_estimate(job) or {}  # fixed at submission
+
+        self.header = w.HTML()
+        self.details = w.HTML()
+        self.bar = w.FloatProgress(
+            value=0.0, min=0.0, max=1.0, layout=w.Layout(width="98%", height="12px")
+        )
+        self.chart = LiveChart(height=220)
+        self.metric_picker = w.SelectMultiple(
+            options=[], rows=3, description="metrics", layout=w.Layout(width="330px")
+        )
+        self.metric_picker.observe(self._on_pick, names="value")
+        self.cancel_button = w.Button(description="Cancel job", icon="stop")
+        self.confirm_button = w.Button(description="Yes, cancel it", button_style="danger")
+        self.keep_button = w.Button(description="Keep running")
+        self.output_button = w.Button(description="Output notebook", icon="book")
+        self.logs_button = w.ToggleButton(description="Logs", icon="align-left")
+        self.panel = w.Output(layout=w.Layout(max_height="320px", overflow="auto"))
+        self.cancel_button.on_click(self._ask_cancel)
+        self.confirm_button.on_click(self._do_cancel)
+        self.keep_button.on_click(self._keep)
+        self.output_button.on_click(self._show_output)
+        self.logs_button.observe(self._toggle_logs, names="value")
+        self.actions = w.HBox([self.cancel_button, self.output_button, self.logs_button])
+        self.chart_box = w.VBox([self.chart])
+        super().__init__(
+            [self.header, self.bar, self.details, self.chart_box, self.actions, self.panel],
+            layout=w.Layout(border="1px solid var(--jp-border-color2, #ddd)", padding="6px 10px"),
+        )
+        self.add_class("nbl-job-card")
+        self.refresh()
+        if live:
+            poller().register(self)
+
+    def __repr__(self) -> str:
+        return f"JobCard({self.job.id})"
+
+    # -- the poller's side ------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.comm is None
+
+    def refresh(self) -> bool:
+        """Read what changed from the store and update the widgets; False once the job is over."""
+        with self._lock:
+            rows, self._cursor = snapshot.metrics_since(self.job, self._cursor)
+            new_names = False
+            for attempt, step, name, value, _t in rows:
+                if name not in self.latest:
+                    new_names = True
+                self.latest[name] = value
+                if name not in NOT_PLOTTED:
+                    self.chart.append(name, step, value, attempt)
+            final_before = self.snapshot.get("state") in _FINAL_STATES
+            if not final_before or rows or not self.snapshot:
+                snap = snapshot.job_snapshot(self.job, latest=self.latest, estimate=self._estimate)
+            else:
+                snap = {**self.snapshot}
+            self.snapshot = snap
+            if new_names:
+                self._update_picker()
+            self._render(snap)
+            self.chart.flush()
+            if snap["state"] in _FINAL_STATES:
+                self._final_refreshes += 1
+                return self._final_refreshes <= _FINAL_REFRESHES
+            self._final_refreshes = 0
+            return True
+
+    def _render(self, snap: dict[str, Any]) -> None:
+        state = snap["state"]
+        frac = (snap.get("progress") or {}).get("fraction")
+        with self.hold_sync():
+            self.header.value = render.job_header_html(snap)
+            self.details.value = render.job_details_html(snap)
+            self.bar.layout.visibility = "visible" if frac is not None else "hidden"
+            self.bar.value = float(frac or 0.0)
+            self.bar.bar_style = {"succeeded": "success", "failed": "danger"}.get(state, "info")
+            final = state in _FINAL_STATES
+            self.cancel_button.disabled = final
+            if final and self.actions.children[0] is not self.cancel_button:
+                self._keep()
+            self.chart_box.layout.display = "none" if not self.chart.keys else None
+        if self.logs_button.value:
+            self._write_logs()
+
+    def _update_picker(self) -> None:
+        names = [n for n in self.latest if n not in NOT_PLOTTED]
+        default = self._default_curves(names)
+        for key in default:
+            color = PALETTE[1] if key in render.EVAL_LOSS else PALETTE[0]
+            self.chart.add_curve(key, color=color, dash=key in render.EVAL_LOSS)
+        self._syncing_choice = True
+        try:
+            chosen = list(self.metric_picker.value) if self._metrics_chosen else default
+            with self.metric_picker.hold_sync():
+                self.metric_picker.options = names
+                self.metric_picker.value = tuple(n for n in chosen if n in names)
+                self.metric_picker.rows = min(4, max(2, len(names)))
+        finally:
+            self._syncing_choice = False
+        self.chart.show(self.metric_picker.value)
+        if len(names) > 1 and self.metric_picker not in self.chart_box.children:
+            self.chart_box.children = (self.chart, self.metric_picker)
+
+    @staticmethod
+    def _default_curves(names: list[str]) -> list[str]:
+        losses = [n for n in names if n in render.TRAIN_LOSS or n in render.EVAL_LOSS]
+        if losses:
+            return losses
+        others = [n for n in names if not n.startswith("gpu/")]
+        return (others or names)[:1]
+
+    def _on_pick(self, change: dict[str, Any]) -> None:
+        if self._syncing_choice:
+            return
+        with self._lock:
+            self._metrics_chosen = True
+            self.chart.show(change["new"])
+            self.chart.flush()
+
+    # -- buttons ------------------------------------------------------------
+
+    def _ask_cancel(self, _button: Any = None) -> None:
+        prompt = w.HTML(f"Cancel job <code>{escape(self.job.id)}</code>?")
+        self.actions.children = (prompt, self.confirm_button, self.keep_button)
+
+    def _keep(self, _button: Any = None) -> None:
+        self.actions.children = (self.cancel_button, self.output_button, self.logs_button)
+
+    def _do_cancel(self, _button: Any = None) -> None:
+        self.job.cancel()
+        self._keep()
+        self.refresh()
+        poller().wake()
+
+    def _show_output(self, _button: Any = None) -> None:
+        self.logs_button.value = False
+        path = self.job.output_notebook
+        if path is None or not Path(path).exists():
+            html = "The output notebook is written once the job starts running."
+            plain = html
+        else:
+            plain = str(path)
+            html = f"output notebook: <code>{escape(str(path))}</code>"
+            rel = _relative_to_cwd(Path(path))
+            if rel is not None:
+                html = f'<a href="{escape(rel)}" target="_blank">open {escape(rel)}</a><br>' + html
+        self.panel.outputs = (
+            {
+                "output_type": "display_data",
+                "data": {"text/html": html, "text/plain": plain},
+                "metadata": {},
+            },
+        )
+
+    def _toggle_logs(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self._write_logs()
+        else:
+            self.panel.outputs = ()
+
+    def _write_logs(self) -> None:
+        text = snapshot.log_tail(self.job) or "(no output yet)"
+        self.panel.outputs = ({"output_type": "stream", "name": "stdout", "text": text + "\n"},)
+
+    # -- display --------------------------------------------------------------
+
+    def text(self) -> str:
+        """The card as plain text."""
+        return render.job_text(self.snapshot)
+
+    def html(self) -> str:
+        """The card as static HTML (with a sparkline of the training loss)."""
+        curve = None
+        for key in render.TRAIN_LOSS:
+            if self.chart.count(key) > 1:
+                from nblaunch.widgets.downsample import minmax
+
+                curve = minmax(*self.chart.values(key), max_points=200)
+                break
+        return render.job_card_html(self.snapshot, curve)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        bundle["text/plain"] = self.text()
+        bundle["text/html"] = self.html()
+        return bundle
+
+    def close(self) -> None:
+        poller().unregister(self)
+        for child in (
+            self.header, self.details, self.bar, self.chart, self.metric_picker,
+            self.cancel_button, self.confirm_button, self.keep_button, self.output_button,
+            self.logs_button, self.panel, self.actions, self.chart_box,
+        ):  # fmt: skip
+            child.close()
+        super().close()
+
+
+_FINAL_STATES = frozenset({"succeeded", "failed", "preempted", "lost", "cancelled"})
+
+
+def _relative_to_cwd(path: Path) -> str | None:
+    """``path`` relative to the kernel's folder, if inside it (a link the frontend can open)."""
+    try:
+        rel = path.resolve().relative_to(Path(os.getcwd()).resolve())
+    except ValueError:
+        return None
+    return rel.as_posix()

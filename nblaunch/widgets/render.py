@@ -1,0 +1,544 @@
+"""Pure rendering: snapshots (plain dicts) of jobs, queues and estimates → HTML or text.
+
+Nothing here touches the store, a widget or a clock it was not given, so every
+function is tested without a frontend. Widgets put the HTML into
+``ipywidgets.HTML`` values; the same functions give the ``text/html`` and
+``text/plain`` a notebook shows where widgets cannot render (terminal
+IPython, nbconvert, GitHub).
+
+A *job snapshot* has the keys of ``Job.to_dict()`` plus ``progress``
+(``Job.progress()``), ``latest`` (newest value of each metric), ``cost``
+(``{"cost_usd", "gpu_hours"}`` or None), ``estimate`` (``Estimate.to_dict()``
+or None) and ``now`` (the time it was taken).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from typing import Any
+
+__all__ = [
+    "ACTIVE_STATES",
+    "EVAL_LOSS",
+    "GPU_METRICS",
+    "QUEUE_COLUMNS",
+    "STATE_COLORS",
+    "TRAIN_LOSS",
+    "elapsed_s",
+    "estimate_error_html",
+    "estimate_html",
+    "estimate_text",
+    "fmt_clock",
+    "fmt_duration",
+    "fmt_number",
+    "fmt_usd",
+    "gpu_line",
+    "job_card_html",
+    "job_details_html",
+    "job_header_html",
+    "job_text",
+    "params_label",
+    "projected_cost",
+    "queue_empty_html",
+    "queue_header_html",
+    "queue_row_html",
+    "queue_table_html",
+    "queue_text",
+    "sparkline_svg",
+    "state_badge",
+]
+
+TRAIN_LOSS = ("loss", "train/loss", "train_loss")
+EVAL_LOSS = ("eval_loss", "eval/loss", "val_loss", "val/loss")
+GPU_METRICS = ("gpu/utilization", "gpu/memory_used_gb", "gpu/temperature_c", "gpu/power_w")
+ACTIVE_STATES = ("queued", "starting", "running")
+
+STATE_COLORS: dict[str, str] = {
+    "queued": "#6c7a89",
+    "starting": "#b7791f",
+    "running": "#1f6feb",
+    "succeeded": "#1a7f37",
+    "failed": "#cf222e",
+    "preempted": "#d4690b",
+    "lost": "#8250df",
+    "cancelled": "#57606a",
+}
+
+_MUTED = "color:var(--jp-ui-font-color2,#666)"
+_FONT = "font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;line-height:1.45"
+
+# -- formatting ---------------------------------------------------------------
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``45s``, ``3m 12s``, ``2h 05m``, ``3d 4h``; ``—`` when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "—"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m {s:02d}s"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h {m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d {h}h"
+
+
+def fmt_usd(value: float | None) -> str:
+    """``$0.42``, ``$1,234.50``, ``<$0.01``; ``—`` when unknown."""
+    if value is None or value != value:
+        return "—"
+    if 0 < value < 0.005:
+        return "<$0.01"
+    return f"${value:,.2f}"
+
+
+def fmt_number(value: float | None) -> str:
+    """Four significant digits, exponent for the very large or small."""
+    if value is None or value != value:
+        return "—"
+    a = abs(value)
+    if a and (a >= 1e5 or a < 1e-3):
+        return f"{value:.2e}"
+    return f"{value:.4g}"
+
+
+def fmt_clock(ts: float | None, now: float | None = None) -> str:
+    """Local ``14:03:22`` today, ``Nov 28 14:03`` otherwise; ``—`` when unknown."""
+    if ts is None:
+        return "—"
+    now = time.time() if now is None else now
+    t, n = time.localtime(ts), time.localtime(now)
+    if (t.tm_year, t.tm_yday) == (n.tm_year, n.tm_yday):
+        return time.strftime("%H:%M:%S", t)
+    return time.strftime("%b %d %H:%M", t)
+
+
+def elapsed_s(snap: Mapping[str, Any]) -> float | None:
+    """Seconds since the first start, up to the end if the job is over."""
+    started = snap.get("started_at")
+    if started is None:
+        return None
+    end = snap.get("finished_at") or snap.get("now") or time.time()
+    return max(0.0, float(end) - float(started))
+
+
+def projected_cost(snap: Mapping[str, Any]) -> float | None:
+    """Cost at completion, extrapolated from the cost so far and the progress."""
+    cost = (snap.get("cost") or {}).get("cost_usd")
+    fraction = (snap.get("progress") or {}).get("fraction")
+    if cost is None or not fraction or snap.get("state") not in ("starting", "running"):
+        return None
+    return float(cost) / float(fraction)
+
+
+def params_label(params: Mapping[str, Any], keys: Iterable[str] | None = None) -> str:
+    """``lr=0.0003, bs=32`` — only ``keys`` (the ones a sweep varies) when given."""
+    chosen = list(keys) if keys is not None else sorted(params)
+    parts = []
+    for k in chosen:
+        if k in params:
+            v = params[k]
+            parts.append(f"{k}={fmt_number(v) if isinstance(v, float) else v}")
+    return ", ".join(parts)
+
+
+def _first(latest: Mapping[str, float], names: Sequence[str]) -> tuple[str, float] | None:
+    for name in names:
+        if name in latest:
+            return name, latest[name]
+    return None
+
+
+def gpu_line(latest: Mapping[str, float]) -> str:
+    """``GPU 87% · 21.3 GB · 64°C · 280 W`` from the newest GPU metrics; empty without."""
+    parts = []
+    if "gpu/utilization" in latest:
+        parts.append(f"{latest['gpu/utilization']:.0f}%")
+    if "gpu/memory_used_gb" in latest:
+        parts.append(f"{latest['gpu/memory_used_gb']:.1f} GB")
+    if "gpu/temperature_c" in latest:
+        parts.append(f"{latest['gpu/temperature_c']:.0f}°C")
+    if "gpu/power_w" in latest:
+        parts.append(f"{latest['gpu/power_w']:.0f} W")
+    return "GPU " + " · ".join(parts) if parts else ""
+
+
+def _attempt_text(snap: Mapping[str, Any]) -> str:
+    attempt = int(snap.get("attempt") or 0)
+    if not attempt:
+        return ""
+    text = f"attempt {attempt} of {1 + int(snap.get('max_retries') or 0)}"
+    pre = int(snap.get("preemptions") or 0)
+    if pre:
+        text += f" ({pre} preemption{'s' if pre > 1 else ''})"
+    return text
+
+
+def _where_text(snap: Mapping[str, Any]) -> str:
+    state = snap.get("state")
+    if state == "queued":
+        pos = snap.get("queue_position")
+        place = f"#{pos} in queue {snap.get('queue')}" if pos else f"waiting in {snap.get('queue')}"
+        attempt = _attempt_text(snap)
+        return f"{place}, retry after {attempt}" if attempt else place
+    return _attempt_text(snap)
+
+
+def _error_text(snap: Mapping[str, Any]) -> str:
+    err = snap.get("error")
+    if not err or snap.get("state") not in ("failed", "lost", "preempted", "queued"):
+        return ""
+    text = f"{err.get('ename') or 'Error'}: {err.get('evalue') or ''}".rstrip(": ")
+    if err.get("cell_index") is not None:
+        text += f" (cell {err['cell_index']})"
+    return text
+
+
+# -- job ----------------------------------------------------------------------
+
+
+def state_badge(state: str) -> str:
+    color = STATE_COLORS.get(state, "#57606a")
+    return (
+        f'<span class="nbl-badge" data-state="{escape(state)}" style="background:{color};'
+        "color:#fff;border-radius:10px;padding:1px 9px;font-size:12px;font-weight:600;"
+        f'white-space:nowrap">{escape(state)}</span>'
+    )
+
+
+def job_header_html(snap: Mapping[str, Any]) -> str:
+    """Name, id, state badge, and place in the queue or attempt."""
+    state = str(snap.get("state"))
+    where = _where_text(snap)
+    gpus = int(snap.get("gpus") or 0)
+    meta = f"{snap.get('queue')} · {snap.get('priority', 'normal')} · " + (
+        f"{gpus} GPU{'s' if gpus != 1 else ''}" if gpus else "CPU"
+    )
+    return (
+        f'<div class="nbl-job-header" data-job="{escape(str(snap.get("id")))}" '
+        f'data-state="{escape(state)}" style="{_FONT};display:flex;gap:10px;align-items:center;'
+        'flex-wrap:wrap">'
+        f'<b style="font-size:14px">{escape(str(snap.get("name")))}</b>'
+        f'<code style="{_MUTED}">{escape(str(snap.get("id")))}</code>'
+        f"{state_badge(state)}"
+        f'<span class="nbl-where">{escape(where)}</span>'
+        f'<span style="{_MUTED};margin-left:auto">{escape(meta)}</span></div>'
+    )
+
+
+def job_details_html(snap: Mapping[str, Any]) -> str:
+    """Elapsed and ETA, step, latest losses and GPU, cost, and the error if any."""
+    rows: list[str] = []
+    progress = snap.get("progress") or {}
+    timing = []
+    elapsed = elapsed_s(snap)
+    if elapsed is not None:
+        timing.append(f"elapsed <b>{fmt_duration(elapsed)}</b>")
+    if progress.get("eta_s") is not None and snap.get("state") == "running":
+        timing.append(f"ETA <b>{fmt_duration(progress['eta_s'])}</b>")
+    step = progress.get("step")
+    if step is not None:
+        total = progress.get("max_steps")
+        frac = progress.get("fraction")
+        text = f"step <b>{step}</b>" + (f" / {total}" if total else "")
+        if frac is not None:
+            text += f" ({frac:.0%})"
+        timing.append(text)
+    if timing:
+        rows.append(" · ".join(timing))
+    latest = snap.get("latest") or {}
+    values = []
+    for group in (TRAIN_LOSS, EVAL_LOSS):
+        found = _first(latest, group)
+        if found:
+            values.append(f"{escape(found[0])} <b>{fmt_number(found[1])}</b>")
+    gpu = gpu_line(latest)
+    if gpu:
+        values.append(escape(gpu))
+    if values:
+        rows.append(" · ".join(values))
+    cost = snap.get("cost") or {}
+    money = []
+    if cost.get("cost_usd") is not None:
+        money.append(f'cost <b class="nbl-cost">{fmt_usd(cost["cost_usd"])}</b> so far')
+        if cost.get("gpu_hours"):
+            money.append(f"{cost['gpu_hours']:.2f} GPU-h")
+    projected = projected_cost(snap)
+    if projected is not None:
+        money.append(f"~{fmt_usd(projected)} at completion")
+    est = snap.get("estimate") or {}
+    if est.get("cost_usd") is not None:
+        money.append(
+            f"estimate {fmt_usd(est['cost_usd'])} / {fmt_duration(float(est.get('hours') or 0) * 3600)}"
+        )
+    if money:
+        rows.append(" · ".join(money))
+    body = "".join(f"<div>{r}</div>" for r in rows)
+    err = _error_text(snap)
+    if err:
+        body += (
+            '<div class="nbl-error" style="color:#cf222e;background:rgba(207,34,46,.08);'
+            f'border-radius:4px;padding:3px 6px;margin-top:3px"><code>{escape(err)}</code></div>'
+        )
+    return f'<div class="nbl-job-details" style="{_FONT}">{body}</div>'
+
+
+def sparkline_svg(
+    xs: Sequence[float], ys: Sequence[float], width: int = 320, height: int = 60
+) -> str:
+    """A small static SVG line (for ``text/html``, where no widget renders)."""
+    pts = [(x, y) for x, y in zip(xs, ys) if y == y]
+    if len(pts) < 2:
+        return ""
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
+    dx, dy = (x1 - x0) or 1.0, (y1 - y0) or 1.0
+    coords = " ".join(
+        f"{(x - x0) / dx * (width - 4) + 2:.1f},{(1 - (y - y0) / dy) * (height - 4) + 2:.1f}"
+        for x, y in pts
+    )
+    return (
+        f'<svg class="nbl-sparkline" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}"><polyline fill="none" stroke="#1f77b4" '
+        f'stroke-width="1.5" points="{coords}"/></svg>'
+    )
+
+
+def job_card_html(snap: Mapping[str, Any], curve: tuple[Sequence[float], Sequence[float]] | None = None) -> str:
+    """The whole card as static HTML: header, progress bar, details, loss sparkline."""
+    frac = (snap.get("progress") or {}).get("fraction")
+    bar = ""
+    if frac is not None:
+        bar = (
+            '<div style="background:var(--jp-layout-color3,#ddd);height:6px;border-radius:3px;'
+            f'margin:4px 0"><div style="width:{frac * 100:.1f}%;height:6px;border-radius:3px;'
+            f'background:{STATE_COLORS.get(str(snap.get("state")), "#1f6feb")}"></div></div>'
+        )
+    spark = sparkline_svg(*curve) if curve else ""
+    return (
+        '<div class="nbl-job-card" style="border:1px solid var(--jp-border-color2,#ddd);'
+        'border-radius:6px;padding:8px 10px;max-width:760px">'
+        f"{job_header_html(snap)}{bar}{job_details_html(snap)}{spark}</div>"
+    )
+
+
+def job_text(snap: Mapping[str, Any]) -> str:
+    """Several lines of plain text for terminals and ``text/plain``."""
+    where = _where_text(snap)
+    lines = [f"job {snap.get('id')} ({snap.get('name')}) {snap.get('state')}" + (f", {where}" if where else "")]
+    progress = snap.get("progress") or {}
+    parts = []
+    if progress.get("step") is not None:
+        total = progress.get("max_steps")
+        parts.append(f"step {progress['step']}" + (f"/{total}" if total else ""))
+    elapsed = elapsed_s(snap)
+    if elapsed is not None:
+        parts.append(f"elapsed {fmt_duration(elapsed)}")
+    if progress.get("eta_s") is not None and snap.get("state") == "running":
+        parts.append(f"ETA {fmt_duration(progress['eta_s'])}")
+    latest = snap.get("latest") or {}
+    for group in (TRAIN_LOSS, EVAL_LOSS):
+        found = _first(latest, group)
+        if found:
+            parts.append(f"{found[0]} {fmt_number(found[1])}")
+    if parts:
+        lines.append("  " + " · ".join(parts))
+    gpu = gpu_line(latest)
+    if gpu:
+        lines.append("  " + gpu)
+    cost = (snap.get("cost") or {}).get("cost_usd")
+    if cost is not None:
+        lines.append(f"  cost {fmt_usd(cost)} so far")
+    err = _error_text(snap)
+    if err:
+        lines.append(f"  error: {err}")
+    if snap.get("output_notebook") and snap.get("state") not in ("queued", "starting"):
+        lines.append(f"  output: {snap['output_notebook']}")
+    return "\n".join(lines)
+
+
+# -- queue --------------------------------------------------------------------
+
+QUEUE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "76px"),
+    ("name", "minmax(90px,1.6fr)"),
+    ("state", "92px"),
+    ("priority", "64px"),
+    ("GPUs", "44px"),
+    ("place", "48px"),
+    ("started", "96px"),
+    ("runtime", "76px"),
+    ("cost", "68px"),
+)
+_GRID = (
+    "display:grid;grid-template-columns:"
+    + " ".join(w for _, w in QUEUE_COLUMNS)
+    + f";gap:6px;align-items:center;{_FONT}"
+)
+
+
+def _queue_cells(row: Mapping[str, Any], now: float | None) -> list[str]:
+    runtime = None
+    if row.get("started_at") is not None:
+        end = row.get("finished_at") or now or time.time()
+        runtime = max(0.0, float(end) - float(row["started_at"]))
+    cost = (row.get("cost") or {}).get("cost_usd") if isinstance(row.get("cost"), Mapping) else row.get("cost_usd")
+    return [
+        f"<code>{escape(str(row.get('id')))}</code>",
+        f'<span style="overflow:hidden;text-overflow:ellipsis;white-space:nowrap">{escape(str(row.get("name")))}</span>',
+        state_badge(str(row.get("state"))),
+        escape(str(row.get("priority", ""))),
+        str(int(row.get("gpus") or 0)),
+        f"#{row['queue_position']}" if row.get("queue_position") else "",
+        fmt_clock(row.get("started_at"), now),
+        fmt_duration(runtime) if runtime is not None else "",
+        fmt_usd(cost) if cost is not None else "",
+    ]
+
+
+def queue_row_html(row: Mapping[str, Any], now: float | None = None) -> str:
+    """One job of the queue as a grid row (the widget puts its cancel button beside it)."""
+    cells = "".join(f"<div>{c}</div>" for c in _queue_cells(row, now))
+    return (
+        f'<div class="nbl-queue-row" data-job="{escape(str(row.get("id")))}" '
+        f'data-state="{escape(str(row.get("state")))}" style="{_GRID}">{cells}</div>'
+    )
+
+
+def queue_header_html(queue: Mapping[str, Any], action_width: int = 0) -> str:
+    """Queue name, GPU slots in use, counts per state, and the column titles.
+
+    ``action_width`` leaves room on the right for the widget's per-row buttons.
+    """
+    slots = queue.get("gpu_slots")
+    used = int(queue.get("gpus_used") or 0)
+    if slots:
+        pct = min(100.0, 100.0 * used / slots)
+        gpu = (
+            f'<span class="nbl-slots">GPUs <b>{used}/{slots}</b> in use</span>'
+            '<span style="display:inline-block;width:90px;height:7px;border-radius:3px;'
+            f'background:var(--jp-layout-color3,#ddd)"><span style="display:block;width:{pct:.0f}%;'
+            'height:7px;border-radius:3px;background:#1f6feb"></span></span>'
+        )
+    else:
+        gpu = f'<span class="nbl-slots">no GPUs{f" ({used} requested)" if used else ""}</span>'
+    counts = queue.get("counts") or {}
+    count_text = " · ".join(f"{n} {s}" for s, n in counts.items() if n)
+    shown, total = queue.get("shown"), queue.get("total")
+    more = f" (newest {shown} of {total} shown)" if shown is not None and total and shown < total else ""
+    head = "".join(f"<div><b>{escape(c)}</b></div>" for c, _ in QUEUE_COLUMNS)
+    return (
+        f'<div class="nbl-queue-head" style="{_FONT}">'
+        '<div style="display:flex;gap:12px;align-items:center;flex-wrap:wrap;margin-bottom:4px">'
+        f'<b style="font-size:14px">queue {escape(str(queue.get("name")))}</b>'
+        f'<span style="{_MUTED}">{escape(str(queue.get("runner", "")))}</span>{gpu}'
+        f'<span style="{_MUTED}">{escape(count_text)}{escape(more)}</span></div>'
+        f'<div style="{_GRID};border-bottom:1px solid var(--jp-border-color2,#ddd);'
+        f'margin-right:{action_width}px">{head}</div></div>'
+    )
+
+
+def queue_empty_html(queue: Mapping[str, Any]) -> str:
+    which = queue.get("filter")
+    what = "no jobs" if which in (None, "all") else f"no {which} jobs"
+    return f'<div class="nbl-queue-empty" style="{_MUTED};{_FONT};padding:4px 0">{escape(what)}</div>'
+
+
+def queue_table_html(queue: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], now: float | None = None) -> str:
+    """The whole queue as static HTML (header, then one row per job)."""
+    body = "".join(queue_row_html(r, now) for r in rows)
+    if not rows:
+        body = queue_empty_html(queue)
+    return f'<div class="nbl-queue" data-queue="{escape(str(queue.get("name")))}">{queue_header_html(queue)}{body}</div>'
+
+
+def queue_text(queue: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], now: float | None = None) -> str:
+    slots = queue.get("gpu_slots")
+    head = f"queue {queue.get('name')} ({queue.get('runner', '')})"
+    if slots:
+        head += f", GPUs {int(queue.get('gpus_used') or 0)}/{slots} in use"
+    lines = [head]
+    titles = [c for c, _ in QUEUE_COLUMNS]
+    table = [titles]
+    for r in rows:
+        cells = _queue_cells(r, now)
+        table.append(
+            [str(r.get("id")), str(r.get("name")), str(r.get("state")), str(r.get("priority", "")),
+             cells[4], cells[5], cells[6], cells[7], cells[8]]
+        )  # fmt: skip
+    widths = [max(len(line[i]) for line in table) for i in range(len(titles))]
+    for line in table:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+    if not rows:
+        lines.append("  no jobs")
+    return "\n".join(lines)
+
+
+# -- estimate -----------------------------------------------------------------
+
+
+def estimate_html(est: Mapping[str, Any], *, spot: bool = False, gpus: int | None = None, gpu: str | None = None) -> str:
+    """Hours and dollars (spot or on-demand first), MFU, memory verdict and suggestion."""
+    hours = est.get("spot_hours") if spot and est.get("spot_hours") is not None else est.get("hours")
+    cost = est.get("spot_cost_usd") if spot and est.get("spot_cost_usd") is not None else est.get("cost_usd")
+    other_cost = est.get("cost_usd") if spot else est.get("spot_cost_usd")
+    kind = "spot" if spot else "on-demand"
+    on = f" on {gpus}× {escape(gpu)}" if gpus and gpu else (f" on {gpus} GPU(s)" if gpus else "")
+    lines = [
+        f'<div><span class="nbl-dollars" style="font-size:22px;font-weight:700">{fmt_usd(cost)}</span>'
+        f' <span style="{_MUTED}">{kind}</span> · <b class="nbl-hours">'
+        f"{fmt_duration(float(hours) * 3600) if hours is not None else '—'}</b>{on}</div>"
+    ]
+    if other_cost is not None:
+        lines.append(f'<div style="{_MUTED}">{"on-demand" if spot else "spot"}: {fmt_usd(other_cost)}</div>')
+    if est.get("mfu") is not None:
+        src = est.get("mfu_source")
+        lines.append(
+            f'<div style="{_MUTED}">at {float(est["mfu"]):.0%} MFU'
+            + (f" ({escape(str(src))})" if src else "")
+            + "</div>"
+        )
+    mem = est.get("memory_per_gpu_gb")
+    fits = est.get("fits")
+    if mem is not None or fits is not None:
+        verdict = "fits" if fits else "does not fit"
+        color = "#1a7f37" if fits else "#cf222e"
+        mem_text = f"{float(mem):.1f} GB per GPU — " if mem is not None else ""
+        lines.append(
+            f'<div class="nbl-memory" data-fits="{str(bool(fits)).lower()}">memory {mem_text}'
+            f'<b style="color:{color}">{verdict}</b></div>'
+        )
+    if est.get("suggestion"):
+        lines.append(f'<div class="nbl-suggestion">{escape(str(est["suggestion"]))}</div>')
+    for note in est.get("notes") or ():
+        lines.append(f'<div class="nbl-note" style="{_MUTED};font-size:12px">{escape(str(note))}</div>')
+    return f'<div class="nbl-estimate" style="{_FONT}">{"".join(lines)}</div>'
+
+
+def estimate_error_html(message: str) -> str:
+    return (
+        f'<div class="nbl-estimate nbl-estimate-error" style="{_FONT};color:#cf222e">'
+        f"{escape(message)}</div>"
+    )
+
+
+def estimate_text(est: Mapping[str, Any], *, spot: bool = False) -> str:
+    hours = est.get("spot_hours") if spot and est.get("spot_hours") is not None else est.get("hours")
+    cost = est.get("spot_cost_usd") if spot and est.get("spot_cost_usd") is not None else est.get("cost_usd")
+    text = f"estimate: {fmt_usd(cost)} ({'spot' if spot else 'on-demand'}), " + (
+        f"{fmt_duration(float(hours) * 3600)}" if hours is not None else "—"
+    )
+    if est.get("mfu") is not None:
+        text += f" at {float(est['mfu']):.0%} MFU"
+    mem = est.get("memory_per_gpu_gb")
+    if mem is not None:
+        text += f"; {float(mem):.1f} GB per GPU, {'fits' if est.get('fits') else 'does not fit'}"
+    if est.get("suggestion"):
+        text += f"\n  {est['suggestion']}"
+    return text
