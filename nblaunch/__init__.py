@@ -17,12 +17,16 @@ __all__ = [
     "NBLaunchError",
     "Queue",
     "load_ipython_extension",
+    "log",
+    "on_preempt",
+    "preempted",
     "submit",
 ]
 
 if TYPE_CHECKING:
     from nblaunch.client import Job, Queue, submit
     from nblaunch.errors import JobFailedError, NBLaunchError
+    from nblaunch.runtime import log, on_preempt, preempted
 
 _LAZY = {
     "Job": "nblaunch.client",
@@ -30,6 +34,9 @@ _LAZY = {
     "submit": "nblaunch.client",
     "JobFailedError": "nblaunch.errors",
     "NBLaunchError": "nblaunch.errors",
+    "log": "nblaunch.runtime",
+    "preempted": "nblaunch.runtime",
+    "on_preempt": "nblaunch.runtime",
 }
 
 

@@ -185,6 +185,37 @@ def cancel(job_id: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("job_id")
+def preempt(job_id: str) -> None:
+    """Preempt a running job as a spot reclaim would (SIGTERM); it checkpoints and requeues."""
+    from nblaunch.agent.lockfile import wake
+    from nblaunch.client import Job, store
+    from nblaunch.home import home
+
+    job = Job(job_id)
+    store().request_preempt(job.id)
+    wake(home())
+    click.echo(f"job {job.id}: preemption sent; it checkpoints, stops and is requeued to resume")
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--name", "-n", help="Only this metric.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows.")
+def metrics(job_id: str, name: str | None, as_json: bool) -> None:
+    """Print the metrics a job has logged: attempt, step, name, value, time."""
+    from nblaunch.client import Job
+
+    rows = Job(job_id).metrics(name)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        step = "-" if row["step"] is None else row["step"]
+        click.echo(f"{row['attempt']:>3} {step:>8} {row['name']:32} {row['value']:.6g}")
+
+
+@cli.command()
 @click.option("--queue", "-q", "queues", multiple=True, help="Serve only these queues.")
 @click.option("--status", is_flag=True, help="Report the live agent instead of starting one.")
 @click.option("--idle-timeout", type=float, default=None, help="Exit after this many idle seconds.")
@@ -270,7 +301,8 @@ def estimate(args: tuple[str, ...]) -> None:
 
     options = parse_estimate_args(args, prog="nblaunch estimate")
     result = estimate_from_options(options)
-    click.echo(json.dumps(result.to_dict(), indent=2) if options["json"] else format_estimate(result))
+    text = json.dumps(result.to_dict(), indent=2) if options["json"] else format_estimate(result)
+    click.echo(text)
 
 
 def _wait_with_progress(job: Any, quiet: bool) -> None:

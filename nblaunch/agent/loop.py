@@ -24,6 +24,8 @@ from nblaunch.queue.config import LocalQueueConfig, QueueConfig, load_queues
 from nblaunch.queue.states import State
 from nblaunch.queue.store import AttemptRow, JobRow, Store
 from nblaunch.runners.base import Launch, Outcome, Runner, runner_class
+from nblaunch.runtime.metrics import FILE_NAME as METRICS_FILE
+from nblaunch.runtime.metrics import read_new
 
 log = logging.getLogger("nblaunch.agent")
 
@@ -154,10 +156,22 @@ class Agent:
             self._cancelling.add((job.id, attempt.n))
             log.info("cancelling %s attempt %d", job.id, attempt.n)
             runner.cancel(attempt.handle, self.queues[job.queue].cancel_grace_s)
+        if job.preempt_requested_at is not None:
+            log.info("preempting %s attempt %d", job.id, attempt.n)
+            runner.preempt(attempt.handle)
+            self.store.clear_preempt_request(job.id)
         outcome = runner.poll(attempt.handle, attempt.run_dir)
+        self._ingest(job, attempt)
         if outcome is not None:
             self._cancelling.discard((job.id, attempt.n))
             self._finish(job, attempt, outcome)
+
+    def _ingest(self, job: JobRow, attempt: AttemptRow) -> None:
+        """Move the attempt's new metric lines into the store, while it runs and
+        once more after it ends (so the tail is never lost)."""
+        rows, offset = read_new(attempt.run_dir / METRICS_FILE, attempt.metrics_offset)
+        if offset != attempt.metrics_offset:
+            self.store.ingest_metrics(job.id, attempt.n, rows, offset)
 
     def _start(self, job: JobRow, attempt: AttemptRow) -> None:
         runner = self.runners[job.queue]

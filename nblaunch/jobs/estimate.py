@@ -1,4 +1,4 @@
-"""Before submit: how long a training run takes, what it costs on-demand and on spot, and whether it fits.
+"""Before submit: how long a run takes, what it costs on-demand and on spot, and if it fits.
 
 Time is training FLOPs over throughput: ``6·N·T / (devices × peak × MFU)``
 (Kaplan et al. 2020: forward 2·N·T, backward twice that), plus the fixed
@@ -114,7 +114,9 @@ def _check(values: dict[str, Any]) -> _Options:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        raise SpecError(f"estimate option {field}: {err['msg']} (got {err.get('input')!r})") from None
+        raise SpecError(
+            f"estimate option {field}: {err['msg']} (got {err.get('input')!r})"
+        ) from None
 
 
 def estimate(
@@ -188,13 +190,26 @@ def estimate(
     UnknownQueueError
         ``queue`` is not configured.
     """
-    opts = _check(dict(
-        gpus=gpus, nodes=nodes, strategy=strategy, zero=zero, offload=offload,
-        batch_size=batch_size, seq_len=seq_len, layers=layers, hidden=hidden, epochs=epochs,
-        price_per_gpu_hour=price_per_gpu_hour, spot_price_per_gpu_hour=spot_price_per_gpu_hour,
-        preemptions_per_hour=preemptions_per_hour, restart_s=restart_s,
-        checkpoint_interval_s=checkpoint_interval_s, mfu=mfu,
-    ))
+    opts = _check(
+        dict(
+            gpus=gpus,
+            nodes=nodes,
+            strategy=strategy,
+            zero=zero,
+            offload=offload,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            layers=layers,
+            hidden=hidden,
+            epochs=epochs,
+            price_per_gpu_hour=price_per_gpu_hour,
+            spot_price_per_gpu_hour=spot_price_per_gpu_hour,
+            preemptions_per_hour=preemptions_per_hour,
+            restart_s=restart_s,
+            checkpoint_interval_s=checkpoint_interval_s,
+            mfu=mfu,
+        )
+    )
     size = model_size(params)
     n_tokens = count_tokens(tokens, seq_len=opts.seq_len, epochs=opts.epochs)
     root = root or home()
@@ -232,8 +247,14 @@ def estimate(
     layers_, hidden_ = opts.layers or size.layers, opts.hidden or size.hidden
     act = memory.activation_bytes(opts.batch_size, opts.seq_len, layers_, hidden_)
     verdict = memory.fit(
-        size.params, gpu_name=device.name, capacity_gb=device.memory_gb, devices=workers,
-        stage=stage, offload=opts.offload, activations=act, batch_size=opts.batch_size,
+        size.params,
+        gpu_name=device.name,
+        capacity_gb=device.memory_gb,
+        devices=workers,
+        stage=stage,
+        offload=opts.offload,
+        activations=act,
+        batch_size=opts.batch_size,
     )
     suggestion = verdict.suggestion
     if device.cpu and not verdict.fits:
@@ -246,7 +267,9 @@ def estimate(
         cost_usd=None if price is None else hours * gpu_count * price,
         spot_hours=spot_hours,
         spot_cost_usd=(
-            None if spot_price is None or spot_hours is None else spot_hours * gpu_count * spot_price
+            None
+            if spot_price is None or spot_hours is None
+            else spot_hours * gpu_count * spot_price
         ),
         mfu=chosen_mfu,
         mfu_source=source,
@@ -307,7 +330,8 @@ def _mfu(
         count = len(calibration.jobs)
         return (
             calibration.mfu,
-            f"calibrated from {count} finished job{'s' if count > 1 else ''} on queue {config.name}",
+            f"calibrated from {count} finished job{'s' if count > 1 else ''} "
+            f"on queue {config.name}",
             calibration.overhead_s,
         )
     value, source = DEFAULT_MFU[device.family]

@@ -18,7 +18,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from nblaunch.errors import SpecError
-from nblaunch.jobs.estimate import DEFAULT_CHECKPOINT_INTERVAL_S, DEFAULT_RESTART_S, Estimate, estimate
+from nblaunch.jobs.estimate import (
+    DEFAULT_CHECKPOINT_INTERVAL_S,
+    DEFAULT_RESTART_S,
+    Estimate,
+    estimate,
+)
 from nblaunch.jobs.gpus import CATALOG
 
 __all__ = ["estimate_from_options", "estimate_parser", "format_estimate", "parse_estimate_args"]
@@ -36,42 +41,85 @@ def estimate_parser(prog: str = "nblaunch estimate") -> argparse.ArgumentParser:
         prog=prog,
         description="Estimate training time, cost (on-demand and spot) and GPU memory fit.",
     )
-    p.add_argument("--params", required=True, metavar="N",
-                   help="model size: 124M, 7B, 1.3e9, or an HF model folder with config.json")
+    p.add_argument(
+        "--params",
+        required=True,
+        metavar="N",
+        help="model size: 124M, 7B, 1.3e9, or an HF model folder with config.json",
+    )
     p.add_argument("--tokens", required=True, metavar="T", help="training tokens: 1B, 3e9 ...")
-    p.add_argument("--gpu", metavar="TYPE",
-                   help=f"one of {', '.join(CATALOG)} or CPU (default: the queue's gpu_type)")
+    p.add_argument(
+        "--gpu",
+        metavar="TYPE",
+        help=f"one of {', '.join(CATALOG)} or CPU (default: the queue's gpu_type)",
+    )
     p.add_argument("--gpus", type=int, default=1, metavar="G", help="GPUs per node (default 1)")
     p.add_argument("--nodes", type=int, default=1, metavar="M", help="nodes (default 1)")
-    p.add_argument("--strategy", default="ddp", choices=["none", "ddp", "fsdp", "deepspeed"],
-                   help="how model state is divided (default ddp; fsdp shards like ZeRO-3)")
+    p.add_argument(
+        "--strategy",
+        default="ddp",
+        choices=["none", "ddp", "fsdp", "deepspeed"],
+        help="how model state is divided (default ddp; fsdp shards like ZeRO-3)",
+    )
     p.add_argument("--zero", type=int, choices=[0, 1, 2, 3], metavar="K", help="ZeRO stage 0-3")
     p.add_argument("--offload", action="store_true", help="optimizer state offloaded to CPU")
-    p.add_argument("--queue", "-q", metavar="Q",
-                   help="queue for price, spot price, preemption rate and calibration")
+    p.add_argument(
+        "--queue",
+        "-q",
+        metavar="Q",
+        help="queue for price, spot price, preemption rate and calibration",
+    )
     p.add_argument("--epochs", type=float, default=1.0, help="passes over --tokens (default 1)")
     p.add_argument("--batch-size", type=int, metavar="B", help="per-GPU micro-batch (activations)")
     p.add_argument("--seq-len", type=int, metavar="S", help="sequence length (activations)")
     p.add_argument("--layers", type=int, metavar="L", help="layers (default: from the HF config)")
-    p.add_argument("--hidden", type=int, metavar="H",
-                   help="hidden size (default: from the HF config)")
+    p.add_argument(
+        "--hidden", type=int, metavar="H", help="hidden size (default: from the HF config)"
+    )
     p.add_argument("--spot", action="store_true", help="spot figures are required")
     p.add_argument("--price", type=float, metavar="USD", help="USD per GPU-hour on demand")
     p.add_argument("--spot-price", type=float, metavar="USD", help="USD per GPU-hour on spot")
-    p.add_argument("--preemptions-per-hour", type=float, metavar="RATE",
-                   help="spot preemptions per hour")
-    p.add_argument("--restart-minutes", type=float, default=DEFAULT_RESTART_S / 60,
-                   help="time to come back after a preemption (default %(default)g)")
-    p.add_argument("--checkpoint-minutes", type=float, default=DEFAULT_CHECKPOINT_INTERVAL_S / 60,
-                   help="checkpoint interval; half is lost per preemption (default %(default)g)")
+    p.add_argument(
+        "--preemptions-per-hour", type=float, metavar="RATE", help="spot preemptions per hour"
+    )
+    p.add_argument(
+        "--restart-minutes",
+        type=float,
+        default=DEFAULT_RESTART_S / 60,
+        help="time to come back after a preemption (default %(default)g)",
+    )
+    p.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=DEFAULT_CHECKPOINT_INTERVAL_S / 60,
+        help="checkpoint interval; half is lost per preemption (default %(default)g)",
+    )
     p.add_argument("--mfu", type=float, help="use this MFU (0-1) instead of calibrated or default")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
-_DESTS = ("gpu", "gpus", "nodes", "strategy", "zero", "offload", "queue", "epochs", "batch_size",
-          "seq_len", "layers", "hidden", "spot", "price", "spot_price", "preemptions_per_hour",
-          "restart_minutes", "checkpoint_minutes", "mfu")
+_DESTS = (
+    "gpu",
+    "gpus",
+    "nodes",
+    "strategy",
+    "zero",
+    "offload",
+    "queue",
+    "epochs",
+    "batch_size",
+    "seq_len",
+    "layers",
+    "hidden",
+    "spot",
+    "price",
+    "spot_price",
+    "preemptions_per_hour",
+    "restart_minutes",
+    "checkpoint_minutes",
+    "mfu",
+)
 
 
 def parse_estimate_args(argv: Sequence[str], prog: str = "nblaunch estimate") -> dict[str, Any]:
@@ -183,7 +231,8 @@ def format_estimate(est: Estimate) -> str:
     unit = "of RAM" if est.gpu == "CPU" else "per GPU"
     verdict = "fits" if est.fits else "does NOT fit"
     lines.append(
-        f"memory     {est.memory_per_gpu_gb:.1f} GB {unit} of {est.memory_capacity_gb:.0f} GB: {verdict}"
+        f"memory     {est.memory_per_gpu_gb:.1f} GB {unit} "
+        f"of {est.memory_capacity_gb:.0f} GB: {verdict}"
     )
     if est.suggestion:
         lines.append(f"           {est.suggestion}")

@@ -43,9 +43,7 @@ class Device:
         return self.family == CPU_FAMILY
 
 
-def resolve_device(
-    gpu: str | None, gpus: int, queue: QueueConfig | None, root: Path
-) -> Device:
+def resolve_device(gpu: str | None, gpus: int, queue: QueueConfig | None, root: Path) -> Device:
     """The device ``gpu`` names, else the queue's ``gpu_type``, else this machine's.
 
     ``gpus=0``, ``gpu="CPU"`` and a local queue on a machine without GPUs all
@@ -80,7 +78,9 @@ def resolve_device(
             f"queue {queue.name!r} does not say its GPU; pass --gpu TYPE or set gpu_type "
             f"in [queues.{queue.name}] of queues.toml"
         )
-    raise SpecError("name the GPU (--gpu A100-80GB) or a queue whose gpu_type is set (--queue NAME)")
+    raise SpecError(
+        "name the GPU (--gpu A100-80GB) or a queue whose gpu_type is set (--queue NAME)"
+    )
 
 
 def cpu_device(root: Path) -> Device:

@@ -97,10 +97,10 @@ def fit(
 ) -> MemoryFit:
     """Verdict for one configuration, and the smallest change that fits when it does not.
 
-    Changes are tried from smallest to largest: a higher ZeRO stage on the
-    same GPUs, then sharding over more GPUs, then CPU offload, then a larger
-    GPU from the catalog; when even that fails and activations dominate, a
-    smaller batch.
+    Offered, each on its own: the lowest ZeRO stage on the fewest GPUs
+    (the same ones first), the smallest larger GPU in the catalog, and CPU
+    offload on the same GPUs; when none fits and activations dominate, a
+    smaller per-GPU batch.
     """
     act = activations or 0.0
     state = model_state_bytes(params, devices, stage, offload)
@@ -108,8 +108,9 @@ def fit(
     fits = need <= capacity_gb * 1e9
     suggestion = None
     if not fits:
-        suggestion = _suggest(params, gpu_name, capacity_gb, devices, stage, offload, act, batch_size,
-                              need)
+        suggestion = _suggest(
+            params, gpu_name, capacity_gb, devices, stage, offload, act, batch_size, need
+        )
     return MemoryFit(
         per_gpu_gb=need / 1e9,
         model_state_gb=state / 1e9,
@@ -137,28 +138,43 @@ def _suggest(
     sharded = _sharded_fit(params, cap, devices, stage, offload, act)
     if sharded:
         options.append(sharded)
-    elif not offload and model_state_bytes(params, devices, stage, True) + act <= cap:
-        options.append(f"add CPU offload (ZeRO-{max(stage, 2)}-Offload)")
+    current = CATALOG.get(gpu_name)
+    # Among cards of the least memory that fits, the same family is the smaller change
+    # (A100-40GB -> A100-80GB), then the fastest.
     bigger = [
-        g for g in sorted(CATALOG.values(), key=lambda g: (g.memory_gb, -g.peak_tflops))
-        if g.memory_gb > capacity_gb and model_state_bytes(params, devices, stage, offload) + act
-        <= g.memory_gb * 1e9
+        g
+        for g in sorted(
+            CATALOG.values(),
+            key=lambda g: (
+                g.memory_gb,
+                current is None or g.family != current.family,
+                -g.peak_tflops,
+            ),
+        )
+        if g.memory_gb > capacity_gb
+        and model_state_bytes(params, devices, stage, offload) + act <= g.memory_gb * 1e9
     ]
     if bigger:
         options.append(bigger[0].name)
+    if not offload and model_state_bytes(params, devices, stage, True) + act <= cap:
+        options.append("CPU offload (ZeRO-Offload)")
     if options:
         return f"{head}: use " + ", or ".join(options)
     if act > 0 and batch_size and batch_size > 1:
         per_example = act / batch_size
         room = cap - model_state_bytes(params, devices, stage, offload)
         if room >= per_example:
-            return (f"{head}: lower the per-GPU batch to {int(room // per_example)} "
-                    "(or use activation checkpointing)")
+            return (
+                f"{head}: lower the per-GPU batch to {int(room // per_example)} "
+                "(or use activation checkpointing)"
+            )
         for count in (c for c in _GPU_COUNTS if c >= devices):
             room = cap - model_state_bytes(params, count, 3, offload)
             if room >= per_example:
-                return (f"{head}: no single change fits; use ZeRO-3 on {count} GPUs with a "
-                        f"per-GPU batch of {int(room // per_example)} (or activation checkpointing)")
+                return (
+                    f"{head}: no single change fits; use ZeRO-3 on {count} GPUs with a "
+                    f"per-GPU batch of {int(room // per_example)} (or activation checkpointing)"
+                )
     return f"{head}: no single change fits; combine ZeRO-3, more GPUs and activation checkpointing"
 
 

@@ -24,8 +24,22 @@ _SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 _COUNT = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:E[+-]?\d+)?)\s*([KMBGT]?)$")
 
 # Architectures whose MLP is gated (three d×ff matrices instead of two).
-_GATED = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "gemma", "gemma2",
-          "gemma3", "phi3", "olmo", "olmo2", "deepseek_v2", "deepseek_v3"}
+_GATED = {
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "phi3",
+    "olmo",
+    "olmo2",
+    "deepseek_v2",
+    "deepseek_v3",
+}
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,9 @@ def count_tokens(tokens: Any, *, seq_len: int | None = None, epochs: float = 1.0
                 "(tokens = examples × seq_len); pass seq_len or a token count such as 1B"
             )
         if len(tokens) == 0:
-            raise SpecError("tokens must be positive (the dataset is empty); pass a non-empty dataset")
+            raise SpecError(
+                "tokens must be positive (the dataset is empty); pass a non-empty dataset"
+            )
         return float(len(tokens)) * seq_len * epochs
     return parse_count(tokens, "tokens") * epochs
 
@@ -115,7 +131,9 @@ def model_size(params: Any) -> ModelSize:
         layers, hidden = _shape(_config_dict(config)) if config is not None else (None, None)
         count = float(sum(p.numel() for p in parameters()))
         if count <= 0:
-            raise SpecError("the model has no parameters; pass a built model or a count such as 124M")
+            raise SpecError(
+                "the model has no parameters; pass a built model or a count such as 124M"
+            )
         return ModelSize(count, layers, hidden, f"model {type(params).__name__}")
     if isinstance(params, Mapping) or callable(getattr(params, "to_dict", None)):
         return _from_config(params, f"config {type(params).__name__}")
@@ -141,12 +159,15 @@ def _from_path(path: Path, shown: str) -> ModelSize:
     file = path / "config.json" if path.is_dir() else path
     if not file.is_file():
         raise SpecError(
-            f"no config.json at {shown}; give an HF model folder with config.json or a count such as 7B"
+            f"no config.json at {shown}; give an HF model folder with config.json "
+            "or a count such as 7B"
         )
     try:
         data = json.loads(file.read_text())
     except (OSError, ValueError) as exc:
-        raise SpecError(f"cannot read {file} ({exc}); fix the file or give a count such as 7B") from None
+        raise SpecError(
+            f"cannot read {file} ({exc}); fix the file or give a count such as 7B"
+        ) from None
     if not isinstance(data, dict):
         raise SpecError(f"{file} is not an HF config (not a JSON object); give a count such as 7B")
     return _from_config(data, f"config {file}")

@@ -76,6 +76,11 @@ MIGRATIONS: list[str] = [
         stopped_at REAL
     );
     """,
+    # 2: metrics ingestion survives an agent restart; preemption drills
+    """
+    ALTER TABLE attempts ADD COLUMN metrics_offset INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN preempt_requested_at REAL;
+    """,
 ]
 
 VERSION = len(MIGRATIONS)

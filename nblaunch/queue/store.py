@@ -51,6 +51,7 @@ class JobRow:
     cancel_requested_at: float | None
     error: dict[str, Any] | None
     updated_at: float
+    preempt_requested_at: float | None
 
     @property
     def bundle(self) -> Path:
@@ -80,6 +81,7 @@ class AttemptRow:
     exit_code: int | None
     outcome: str | None
     error: dict[str, Any] | None
+    metrics_offset: int
 
 
 @dataclass(frozen=True)
@@ -388,6 +390,37 @@ class Store:
                 (now, now, job.id),
             )
         return self.job(job.id)
+
+    def request_preempt(self, job_id: str) -> JobRow:
+        """Ask the agent to preempt a running job exactly as a spot reclaim would."""
+        job = self.job(job_id)
+        if job.state not in ACTIVE:
+            raise TransitionError(f"job {job.id} is {job.state}; only a running job can be preempted")
+        now = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET preempt_requested_at = ?, updated_at = ? WHERE id = ?",
+                (now, now, job.id),
+            )
+        return self.job(job.id)
+
+    def clear_preempt_request(self, job_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE jobs SET preempt_requested_at = NULL WHERE id = ?", (job_id,))
+
+    def ingest_metrics(
+        self, job_id: str, attempt: int, rows: list[tuple[int | None, str, float, float]], offset: int
+    ) -> None:
+        """Add an attempt's new metric rows and move its read offset, in one transaction."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
+                [(job_id, attempt, step, name, value, t) for step, name, value, t in rows],
+            )
+            db.execute(
+                "UPDATE attempts SET metrics_offset = ? WHERE job_id = ? AND n = ?",
+                (offset, job_id, attempt),
+            )
 
     def update_attempt(self, job_id: str, n: int, **fields: Any) -> None:
         with self.transaction() as db:

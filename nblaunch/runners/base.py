@@ -63,6 +63,10 @@ class Runner(ABC):
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
         """Stop the attempt: ask politely, then force after ``grace_s`` seconds."""
 
+    def preempt(self, handle: dict[str, Any]) -> None:
+        """Send what a spot reclaim sends: SIGTERM to the attempt's main process."""
+        raise NotImplementedError(f"the {self.name} runner cannot preempt jobs")
+
     @abstractmethod
     def logs(self, handle: dict[str, Any], run_dir: Path) -> list[Path]:
         """Files holding the attempt's output, most useful first."""

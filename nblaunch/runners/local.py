@@ -69,6 +69,13 @@ class LocalRunner(Runner):
             target=_terminate_tree, args=(handle["pid"], grace_s), daemon=True
         ).start()
 
+    def preempt(self, handle: dict[str, Any]) -> None:
+        # As a container runtime does: SIGTERM to the job's main process, which
+        # forwards it to the kernel. Signalling every process would also kill
+        # helpers the training still needs to save (wandb's service, loaders).
+        if _alive(handle):
+            os.kill(handle["pid"], signal.SIGTERM)
+
     def logs(self, handle: dict[str, Any], run_dir: Path) -> list[Path]:
         return [run_dir / "logs" / "stderr.log", run_dir / "logs" / "stdout.log"]
 

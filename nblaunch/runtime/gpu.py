@@ -1,0 +1,49 @@
+"""GPU utilization, memory, temperature and power, sampled through NVML."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from nblaunch.runtime.metrics import log
+
+INTERVAL_S = 5.0
+
+
+def start_sampler(stop: threading.Event, interval_s: float = INTERVAL_S) -> threading.Thread | None:
+    """Sample the job's visible GPUs every ``interval_s`` into its metrics; None without GPUs."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no nvidia-ml-py, no driver, or no GPU: nothing to sample
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    indices = [int(i) for i in visible.split(",") if i.strip().isdigit()]
+    if not indices:
+        pynvml.nvmlShutdown()
+        return None
+    handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+    thread = threading.Thread(target=_sample, args=(pynvml, handles, stop, interval_s), daemon=True)
+    thread.start()
+    return thread
+
+
+def _sample(pynvml: object, handles: list[object], stop: threading.Event, interval_s: float) -> None:
+    nv = pynvml
+    try:
+        while not stop.wait(interval_s):
+            util = [nv.nvmlDeviceGetUtilizationRates(h).gpu for h in handles]  # type: ignore[attr-defined]
+            mem = [nv.nvmlDeviceGetMemoryInfo(h).used for h in handles]  # type: ignore[attr-defined]
+            temp = [nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU) for h in handles]  # type: ignore[attr-defined]
+            power = [nv.nvmlDeviceGetPowerUsage(h) for h in handles]  # type: ignore[attr-defined]
+            log(
+                {
+                    "gpu/utilization": sum(util) / len(util),
+                    "gpu/memory_used_gb": sum(mem) / 1e9,
+                    "gpu/temperature_c": max(temp),
+                    "gpu/power_w": sum(power) / 1000,
+                }
+            )
+    finally:
+        nv.nvmlShutdown()  # type: ignore[attr-defined]

@@ -1,0 +1,139 @@
+"""Hooks installed in the job's kernel before any user code runs.
+
+The runtime starts the kernel with ``--IPKernelApp.exec_lines`` calling
+:func:`install`, so the job's notebook stays exactly the user's (cell indexes
+match bare papermill's). Installed here:
+
+- a SIGTERM handler: preemption sets a flag and runs ``on_preempt`` callbacks;
+  cooperative training code (the HF callback, nblaunch's checkpoint helper, a
+  loop polling :func:`preempted`) saves at its next step boundary and stops; a
+  cell with no such code is interrupted at once, since nothing would save;
+- an input transformer that turns every cell after a preemption into
+  ``raise Preempted``, so the remaining cells do not run;
+- post-import patches: ``wandb.Run.log`` tees into the job's metrics (it must be
+  wrapped before ``wandb.init`` binds ``wandb.log``), and ``transformers.Trainer``
+  gets the nblaunch callback and a default resume point.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from nblaunch.runtime.imports import when_imported
+
+
+class Preempted(Exception):
+    """Raised in the kernel once the job has been told to stop (SIGTERM)."""
+
+
+_state: dict[str, Any] = {"preempted": False, "cooperative": 0, "callbacks": []}
+
+
+def preempted() -> bool:
+    """True once this job has received SIGTERM; training loops check it each step."""
+    _state["cooperative"] = max(_state["cooperative"], 1)
+    return bool(_state["preempted"])
+
+
+def on_preempt(fn: Callable[[], None]) -> Callable[[], None]:
+    """Call ``fn`` (once) when the job is preempted; usable as a decorator."""
+    _state["callbacks"].append(fn)
+    _state["cooperative"] += 1
+    return fn
+
+
+def flagged() -> bool:
+    """Whether SIGTERM has arrived, without announcing a cooperative reader."""
+    return bool(_state["preempted"])
+
+
+def cooperating(delta: int) -> None:
+    """Training helpers that stop at a step boundary announce themselves here."""
+    _state["cooperative"] = max(0, _state["cooperative"] + delta)
+
+
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    first = not _state["preempted"]
+    _state["preempted"] = True
+    if first:
+        for fn in list(_state["callbacks"]):
+            try:
+                fn()
+            except Exception as exc:  # a user callback must not hide the preemption
+                print(f"nblaunch: on_preempt callback {fn!r} failed: {exc!r}", file=sys.stderr)
+    if not _state["cooperative"]:
+        raise Preempted("job preempted (SIGTERM) and nothing in this cell checkpoints; stopping")
+
+
+def _skip_after_preemption(lines: list[str]) -> list[str]:
+    if _state["preempted"]:
+        return ["raise __import__('nblaunch.runtime.kernel').runtime.kernel.Preempted("
+                "'job preempted; remaining cells skipped')\n"]
+    return lines
+
+
+def _patch_wandb(wandb_run: Any) -> None:
+    from nblaunch.runtime.metrics import log
+
+    run_cls = wandb_run.Run
+    original = run_cls.log
+    if getattr(original, "_nblaunch", False):
+        return
+
+    def tee(self: Any, data: dict[str, Any], step: int | None = None, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, data, step, *args, **kwargs)
+        # Under the HF Trainer the nblaunch callback records the same values with the
+        # true global step; teeing them again would double every point.
+        if not _state.get("trainer_logging"):
+            log(data, step=step if step is not None else max(0, getattr(self, "step", 1) - 1))
+        return result
+
+    tee._nblaunch = True  # type: ignore[attr-defined]
+    run_cls.log = tee
+
+
+def _patch_trainer(trainer_module: Any) -> None:
+    from nblaunch.trainers.hf import patch_trainer
+
+    patch_trainer(trainer_module.Trainer)
+
+
+def install() -> None:
+    """Install every hook; called once by the kernel at start-up."""
+    if _state.get("installed"):
+        return
+    _state["installed"] = True
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None:
+        shell.input_transformers_post.append(_skip_after_preemption)
+    # The submodules, not the packages: transformers loads its Trainer lazily and
+    # patching at ``import transformers`` would pull torch into every job.
+    when_imported("wandb.sdk.wandb_run", _patch_wandb)
+    when_imported("transformers.trainer", _patch_trainer)
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        import atexit
+
+        # torch's C++ teardown after a distributed run aborts now and then
+        # ("terminate called without an active exception"); leave before it.
+        atexit.register(_exit_now)
+
+
+def _exit_now() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def set_trainer_logging(active: bool) -> None:
+    _state["trainer_logging"] = active

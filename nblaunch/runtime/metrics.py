@@ -1,0 +1,72 @@
+"""The attempt's metrics stream: ``$NBLAUNCH_RUN_DIR/metrics.jsonl``.
+
+Each line is ``{"step": int | null, "time": float, "metrics": {name: number}}``,
+written with one ``write`` on an ``O_APPEND`` file so lines from the kernel and
+the runtime's GPU sampler never interleave. The agent ingests new lines into the
+store while the job runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+FILE_NAME = "metrics.jsonl"
+
+
+def log(data: Mapping[str, Any], step: int | None = None, *, all_ranks: bool = False) -> None:
+    """Record numeric metrics for the running job (rank 0 only unless ``all_ranks``).
+
+    Outside a job (no ``NBLAUNCH_RUN_DIR``) this does nothing, so a notebook
+    behaves the same run interactively and as a job.
+    """
+    run_dir = os.environ.get("NBLAUNCH_RUN_DIR")
+    if not run_dir or (not all_ranks and os.environ.get("RANK", "0") != "0"):
+        return
+    numbers = {str(k): float(v) for k, v in data.items() if _is_number(v)}
+    if not numbers:
+        return
+    line = json.dumps({"step": None if step is None else int(step), "time": time.time(), "metrics": numbers})
+    fd = os.open(os.path.join(run_dir, FILE_NAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    item = getattr(value, "item", None)  # 0-d tensors and numpy scalars
+    if callable(item) and getattr(value, "ndim", 1) == 0:
+        try:
+            return _is_number(item())
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def read_new(path: str | os.PathLike[str], offset: int) -> tuple[list[tuple[int | None, str, float, float]], int]:
+    """Complete lines after byte ``offset``: ``(step, name, value, time)`` rows and the new offset."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next read
+    rows = []
+    for raw in chunk[:end].splitlines():
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        for name, value in entry.get("metrics", {}).items():
+            rows.append((entry.get("step"), name, float(value), float(entry["time"])))
+    return rows, offset + end

@@ -1,0 +1,208 @@
+"""HF Trainer support: metrics, preemption-safe stops, resume, checkpoint artifacts.
+
+Inside a job the runtime patches ``transformers.Trainer`` on import (see
+``nblaunch.runtime.kernel``), so an unmodified HF notebook gets all of this.
+The pieces are public for explicit use::
+
+    from nblaunch.trainers.hf import NBLaunchCallback, training_args
+    args = training_args(output_dir="out", max_steps=100)   # fills DeepSpeed / FSDP
+    Trainer(model, args, callbacks=[NBLaunchCallback()], ...)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nblaunch.errors import MissingDependencyError
+from nblaunch.runtime import kernel
+from nblaunch.runtime.metrics import log
+
+try:
+    from transformers import TrainerCallback, TrainingArguments
+except ImportError:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError(
+        "nblaunch.trainers.hf needs transformers: pip install 'nblaunch[train]'"
+    ) from None
+
+
+# How long after SIGTERM training may run on to reach a logging step (spot
+# reclaims give 30 s to 2 min of notice; the checkpoint must fit in it).
+PREEMPT_DEADLINE_S = float(os.environ.get("NBLAUNCH_PREEMPT_DEADLINE_S", "20"))
+
+
+class NBLaunchCallback(TrainerCallback):  # type: ignore[misc]
+    """Reports metrics to the job, stops with a checkpoint on preemption, and logs
+    each saved checkpoint as a wandb ``model`` artifact."""
+
+    def __init__(self) -> None:
+        self._deadline: float | None = None
+        self._non_embedding_params: int | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+        kernel.cooperating(+1)
+        kernel.set_trainer_logging(True)
+        if state.is_world_process_zero:
+            numbers: dict[str, Any] = {"max_steps": state.max_steps}
+            if model is not None and hasattr(model, "num_parameters"):
+                numbers["perf/model_params"] = model.num_parameters()
+                self._non_embedding_params = model.num_parameters(exclude_embeddings=True)
+            log(numbers, step=state.global_step)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        kernel.cooperating(-1)
+        kernel.set_trainer_logging(False)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        numbers = dict(logs)
+        runtime = logs.get("train_runtime")
+        if runtime and state.total_flos:
+            numbers["perf/achieved_flops_per_s"] = state.total_flos / runtime
+            numbers["perf/train_runtime_s"] = runtime
+            if self._non_embedding_params:
+                # HF counts 6·N·T with N excluding embeddings; T lets estimates use all of N.
+                numbers["perf/train_tokens"] = state.total_flos / (6 * self._non_embedding_params)
+        log(numbers, step=state.global_step)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if not _all_ranks_agree(kernel.flagged()):
+            return
+        if self._deadline is None:
+            self._deadline = time.monotonic() + PREEMPT_DEADLINE_S
+        # Stop on a logging step when one comes soon: the resumed run then logs the
+        # very averages an uninterrupted run would, instead of a partial window.
+        interval = int(getattr(state, "logging_steps", 0) or 0)
+        aligned = interval <= 1 or state.global_step % interval == 0
+        if _all_ranks_agree(aligned or time.monotonic() >= self._deadline):
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None)
+        log_checkpoint_artifact(folder, state.global_step, loss)
+
+
+def log_checkpoint_artifact(folder: Path, step: int, loss: float | None) -> None:
+    """Log ``folder`` as a wandb ``model`` artifact with aliases ``latest`` and ``step-N``.
+
+    Offline, wandb stages the files for a later ``wandb sync``. The same record
+    goes to ``artifacts.jsonl`` beside the checkpoints, readable without wandb.
+    """
+    import json
+    import time
+
+    attempt = int(os.environ.get("NBLAUNCH_ATTEMPT", "0"))
+    aliases = ["latest", f"step-{step}"]
+    metadata = {"step": step, "loss": loss, "attempt": attempt}
+    wandb = sys.modules.get("wandb")
+    run = getattr(wandb, "run", None) if wandb else None
+    name = None
+    if run is not None:
+        name = f"model-{run.id}"
+        artifact = wandb.Artifact(name, type="model", metadata=metadata)
+        artifact.add_dir(str(folder))
+        run.log_artifact(artifact, aliases=aliases)
+    manifest = folder.parent / "artifacts.jsonl"
+    with open(manifest, "a") as fh:
+        record = {"artifact": name, "path": str(folder), "aliases": aliases, "time": time.time(), **metadata}
+        fh.write(json.dumps(record) + "\n")
+
+
+def _all_ranks_agree(flag: bool) -> bool:
+    """Every rank must stop at the same step, or the next collective hangs."""
+    torch_dist = sys.modules.get("torch.distributed")
+    if torch_dist is None or not torch_dist.is_available() or not torch_dist.is_initialized():
+        return flag
+    if torch_dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    device = "cuda" if torch_dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor([1 if flag else 0], device=device)
+    torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def patch_trainer(trainer_cls: type) -> None:
+    """Give every Trainer the callback, job-lived checkpoints and a default resume."""
+    if getattr(trainer_cls, "_nblaunch_patched", False):
+        return
+    original_init = trainer_cls.__init__
+    original_train = trainer_cls.train
+
+    @functools.wraps(original_init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        given = kwargs.get("args", args[1] if len(args) > 1 else None)
+        if given is not None:
+            _keep_checkpoints(given)
+        original_init(self, *args, **kwargs)
+        _keep_checkpoints(self.args)
+        if not any(isinstance(cb, NBLaunchCallback) for cb in self.callback_handler.callbacks):
+            self.add_callback(NBLaunchCallback())
+
+    @functools.wraps(original_train)
+    def train(self: Any, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if resume_from_checkpoint is None:
+            resume_from_checkpoint = os.environ.get("NBLAUNCH_RESUME_FROM") or None
+            if resume_from_checkpoint:
+                print(f"nblaunch: resuming from {resume_from_checkpoint}", file=sys.stderr)
+        return original_train(self, resume_from_checkpoint, *args, **kwargs)
+
+    trainer_cls.__init__ = __init__
+    trainer_cls.train = train
+    trainer_cls._nblaunch_patched = True
+
+
+def _keep_checkpoints(args: Any) -> None:
+    """Move a relative ``output_dir`` under the job's checkpoint folder: the attempt's
+    working folder dies with the attempt, and the next attempt must resume."""
+    checkpoints = os.environ.get("NBLAUNCH_CHECKPOINT_DIR")
+    output_dir = getattr(args, "output_dir", None)
+    if checkpoints and output_dir and not os.path.isabs(output_dir):
+        args.output_dir = os.path.join(checkpoints, output_dir)
+
+
+def training_args(**kwargs: Any) -> TrainingArguments:
+    """``TrainingArguments`` with the job's strategy filled in, the rest left as given.
+
+    ``--strategy deepspeed`` adds a ZeRO config (stage and CPU offload from the
+    job's options, batch sizes left to HF's ``"auto"``; no DeepSpeed optimizer
+    block, so the torch optimizer is used and nothing is JIT-compiled);
+    ``--strategy fsdp`` adds full sharding with transformer auto-wrap.
+    """
+    strategy = os.environ.get("NBLAUNCH_STRATEGY", "none")
+    if strategy == "deepspeed" and "deepspeed" not in kwargs:
+        kwargs["deepspeed"] = deepspeed_config(
+            int(os.environ.get("NBLAUNCH_ZERO_STAGE", "2")),
+            os.environ.get("NBLAUNCH_OFFLOAD", "0") == "1",
+        )
+    elif strategy == "fsdp" and "fsdp" not in kwargs:
+        kwargs["fsdp"] = "full_shard auto_wrap"
+        kwargs.setdefault("fsdp_config", {"version": 2})
+    return TrainingArguments(**kwargs)
+
+
+def deepspeed_config(stage: int, offload: bool) -> dict[str, Any]:
+    zero: dict[str, Any] = {"stage": stage}
+    if offload:
+        zero["offload_optimizer"] = {"device": "cpu"}
+        if stage == 3:
+            zero["offload_param"] = {"device": "cpu"}
+    return {
+        "zero_optimization": zero,
+        "train_micro_batch_size_per_gpu": "auto",
+        "train_batch_size": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto"},
+    }
