@@ -25,11 +25,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from nblaunch.client import Job, Queue
+    from nblaunch.widgets.card import JobCard
     from nblaunch.widgets.chart import LiveChart
     from nblaunch.widgets.cost_estimate import CostEstimate
-    from nblaunch.widgets.job_card import JobCard
-    from nblaunch.widgets.queue_status import QueueStatus
-    from nblaunch.widgets.sweep_board import SweepBoard
+    from nblaunch.widgets.sweep import SweepBoard
+    from nblaunch.widgets.table import QueueStatus
 
 __all__ = [
     "CostEstimate",
@@ -39,6 +39,7 @@ __all__ = [
     "SweepBoard",
     "display_job",
     "estimate_widget",
+    "estimate_widget_from_options",
     "has_widget_frontend",
     "job_card",
     "job_mimebundle",
@@ -49,10 +50,10 @@ __all__ = [
 
 _LAZY = {
     "CostEstimate": "nblaunch.widgets.cost_estimate",
-    "JobCard": "nblaunch.widgets.job_card",
+    "JobCard": "nblaunch.widgets.card",
     "LiveChart": "nblaunch.widgets.chart",
-    "QueueStatus": "nblaunch.widgets.queue_status",
-    "SweepBoard": "nblaunch.widgets.sweep_board",
+    "QueueStatus": "nblaunch.widgets.table",
+    "SweepBoard": "nblaunch.widgets.sweep",
 }
 
 
@@ -101,7 +102,7 @@ def job_card(job: Job | str, *, live: bool | None = None) -> JobCard:
     ``live`` (default: in a Jupyter kernel) keeps it refreshed by the kernel's poller.
     """
     _require()
-    from nblaunch.widgets.job_card import JobCard
+    from nblaunch.widgets.card import JobCard
 
     return JobCard(_job(job), live=has_widget_frontend() if live is None else live)
 
@@ -111,7 +112,7 @@ def queue_status(
 ) -> QueueStatus:
     """The live table of queue ``name`` (``state=``, ``limit=`` narrow it)."""
     _require()
-    from nblaunch.widgets.queue_status import QueueStatus
+    from nblaunch.widgets.table import QueueStatus
 
     return QueueStatus(name, live=has_widget_frontend() if live is None else live, **kwargs)
 
@@ -124,12 +125,22 @@ def estimate_widget(**kwargs: Any) -> CostEstimate:
     return CostEstimate(**kwargs)
 
 
+def estimate_widget_from_options(
+    options: dict[str, Any], namespace: dict[str, Any] | None = None
+) -> CostEstimate:
+    """``%launch_estimate``: the widget for ``parse_estimate_args(argv)`` values."""
+    _require()
+    from nblaunch.widgets.cost_estimate import CostEstimate
+
+    return CostEstimate.from_options(options, namespace)
+
+
 def sweep_board(
     sweep_id: str, *, live: bool | None = None, root: Path | None = None, **kwargs: Any
 ) -> SweepBoard:
     """The overlaid curves of the jobs submitted with ``sweep_id`` (``metric=``, ``mode=``)."""
     _require()
-    from nblaunch.widgets.sweep_board import SweepBoard
+    from nblaunch.widgets.sweep import SweepBoard
 
     return SweepBoard(
         sweep_id, live=has_widget_frontend() if live is None else live, root=root, **kwargs

@@ -25,9 +25,17 @@ from nblaunch.widgets.downsample import DEFAULT_MAX_POINTS, MinMaxSeries
 __all__ = ["PALETTE", "LiveChart"]
 
 PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-)  # fmt: skip
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 
 _ESM = r"""
 const NS = "http://www.w3.org/2000/svg";
@@ -42,7 +50,8 @@ function floats(v) {
 }
 
 function esc(s) {
-  return String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
+  const map = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"};
+  return String(s).replace(/[&<>"]/g, (c) => map[c]);
 }
 
 function fmt(v) {
@@ -106,9 +115,11 @@ function draw(model, root) {
   }
   for (let k = 0; k <= 4; k++) {
     const v = x0 + ((x1 - x0) * k) / 4, px = m.l + (k / 4) * pw;
-    svg += `<text class="nbl-tick" x="${px}" y="${m.t + ph + 16}" text-anchor="middle">${fmt(Math.round(v))}</text>`;
+    svg += `<text class="nbl-tick" x="${px}" y="${m.t + ph + 16}" text-anchor="middle">`
+      + `${fmt(Math.round(v))}</text>`;
   }
-  svg += `<text class="nbl-tick" x="${m.l + pw}" y="${H - 2}" text-anchor="end">${esc(model.get("x_label"))}</text>`;
+  svg += `<text class="nbl-tick" x="${m.l + pw}" y="${H - 2}" text-anchor="end">`
+    + `${esc(model.get("x_label"))}</text>`;
   for (const {s, xs, ys} of curves) {
     const pts = [];
     for (let i = 0; i < xs.length; i++) {
@@ -116,7 +127,8 @@ function draw(model, root) {
       if (isFinite(py)) pts.push(`${sx(xs[i]).toFixed(1)},${py.toFixed(1)}`);
     }
     const dash = s.dash ? ` stroke-dasharray="5 3"` : "";
-    svg += `<polyline class="nbl-line" data-key="${esc(s.key)}" fill="none" stroke="${esc(s.color)}"${dash} points="${pts.join(" ")}"/>`;
+    svg += `<polyline class="nbl-line" data-key="${esc(s.key)}" fill="none"`
+      + ` stroke="${esc(s.color)}"${dash} points="${pts.join(" ")}"/>`;
     if (pts.length === 1) {
       const [px, py] = pts[0].split(",");
       svg += `<circle cx="${px}" cy="${py}" r="2.5" fill="${esc(s.color)}"/>`;
@@ -125,14 +137,16 @@ function draw(model, root) {
   for (const mk of model.get("marks") || []) {
     const px = sx(mk.x), py = sy(mk.y);
     if (!isFinite(px) || !isFinite(py)) continue;
-    svg += `<circle class="nbl-mark" cx="${px}" cy="${py}" r="5" fill="none" stroke="${esc(mk.color || "#000")}" stroke-width="2"/>`;
+    svg += `<circle class="nbl-mark" cx="${px}" cy="${py}" r="5" fill="none"`
+      + ` stroke="${esc(mk.color || "#000")}" stroke-width="2"/>`;
     svg += `<text class="nbl-mark-label" x="${px + 8}" y="${py - 8}">${esc(mk.label || "")}</text>`;
   }
   svg += `</svg>`;
   let legend = `<div class="nbl-legend">`;
   for (const {s} of curves) {
     const last = s.last === null || s.last === undefined ? "" : ` ${fmt(s.last)}`;
-    legend += `<span class="nbl-key"><i style="background:${esc(s.color)}"></i>${esc(s.label)}<b>${last}</b></span>`;
+    legend += `<span class="nbl-key"><i style="background:${esc(s.color)}"></i>`
+      + `${esc(s.label)}<b>${last}</b></span>`;
   }
   legend += `<span class="nbl-count">${drawn} of ${logged} points</span></div>`;
   root.innerHTML = html + svg + legend;
@@ -149,7 +163,7 @@ function render({model, el}) {
     requestAnimationFrame(() => { pending = false; draw(model, root); });
   };
   draw(model, root);
-  const keys = ["change:data", "change:series", "change:marks", "change:log_y", "change:title", "change:height"];
+  const keys = ["data", "series", "marks", "log_y", "title", "height"].map((k) => `change:${k}`);
   for (const k of keys) model.on(k, redraw);
   let ro = null;
   if (typeof ResizeObserver !== "undefined") { ro = new ResizeObserver(redraw); ro.observe(root); }
@@ -160,12 +174,17 @@ export default { render };
 """
 
 _CSS = """
-.nbl-chart { font: 11px var(--jp-ui-font-family, sans-serif); color: var(--jp-ui-font-color1, #333); min-width: 320px; }
+.nbl-chart {
+  font: 11px var(--jp-ui-font-family, sans-serif);
+  color: var(--jp-ui-font-color1, #333);
+  min-width: 320px;
+}
 .nbl-chart-title { font-weight: 600; margin: 2px 0 4px; }
 .nbl-chart-empty { color: var(--jp-ui-font-color2, #777); padding: 16px 4px; }
 .nbl-chart .nbl-frame { fill: none; stroke: var(--jp-border-color1, #bbb); }
 .nbl-chart .nbl-grid { stroke: var(--jp-border-color2, #e3e3e3); }
-.nbl-chart .nbl-tick, .nbl-chart .nbl-mark-label { fill: var(--jp-ui-font-color2, #666); font-size: 10px; }
+.nbl-chart .nbl-tick,
+.nbl-chart .nbl-mark-label { fill: var(--jp-ui-font-color2, #666); font-size: 10px; }
 .nbl-chart .nbl-line { stroke-width: 1.6; }
 .nbl-legend { display: flex; flex-wrap: wrap; gap: 4px 14px; margin-top: 2px; }
 .nbl-key i { display: inline-block; width: 10px; height: 3px; margin: 0 4px 3px 0; }
@@ -236,7 +255,7 @@ class LiveChart(anywidget.AnyWidget):
     # -- kernel-side data -------------------------------------------------
 
     @property
-    def keys(self) -> list[str]:
+    def curve_keys(self) -> list[str]:
         """Every curve the chart holds, shown or not, in the order they were added."""
         return list(self._curves)
 
@@ -269,7 +288,7 @@ class LiveChart(anywidget.AnyWidget):
             self._dirty = True
 
     def extend(self, key: str, xs: Iterable[float | None], ys: Iterable[float]) -> None:
-        for x, y in zip(xs, ys):
+        for x, y in zip(xs, ys, strict=False):
             self.append(key, x, y)
 
     def count(self, key: str) -> int:

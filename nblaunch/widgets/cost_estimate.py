@@ -9,6 +9,7 @@ suggestion. Everything is computed by ``nblaunch.jobs.estimate.estimate``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import ipywidgets as w
@@ -76,58 +77,107 @@ class CostEstimate(w.VBox):
         self.error: str | None = None
         self._params_object = None if isinstance(params, (str, int, float)) else params
         style = {"description_width": "110px"}
-        wide = w.Layout(width="300px")
+
+        def wide() -> w.Layout:  # one Layout each: zero's is hidden on its own
+            return w.Layout(width="300px")
+
         self.params = w.Text(
             value=str(params) if self._params_object is None else type(params).__name__,
-            description="model params", disabled=self._params_object is not None,
-            continuous_update=False, style=style, layout=wide,
-        )  # fmt: skip
+            description="model params",
+            disabled=self._params_object is not None,
+            continuous_update=False,
+            style=style,
+            layout=wide(),
+        )
         self.tokens = w.Text(
-            value=str(tokens), description="tokens", continuous_update=False, style=style, layout=wide
+            value=str(tokens),
+            description="tokens",
+            continuous_update=False,
+            style=style,
+            layout=wide(),
         )
         gpu_options = [_DEFAULT, *_gpu_names()]
         if gpu is not None and gpu not in gpu_options:
             gpu_options.append(gpu)
         self.gpu = w.Dropdown(
-            options=gpu_options, value=gpu or _DEFAULT, description="GPU", style=style, layout=wide
+            options=gpu_options,
+            value=gpu or _DEFAULT,
+            description="GPU",
+            style=style,
+            layout=wide(),
         )
         self.gpus = w.BoundedIntText(
-            value=gpus, min=0, max=100_000, description="GPUs per node", style=style, layout=wide
+            value=gpus, min=0, max=100_000, description="GPUs per node", style=style, layout=wide()
         )
         self.nodes = w.BoundedIntText(
-            value=nodes, min=1, max=100_000, description="nodes", style=style, layout=wide
+            value=nodes, min=1, max=100_000, description="nodes", style=style, layout=wide()
         )
         self.strategy = w.Dropdown(
-            options=list(_STRATEGIES), value=strategy, description="strategy", style=style, layout=wide
+            options=list(_STRATEGIES),
+            value=strategy,
+            description="strategy",
+            style=style,
+            layout=wide(),
         )
         self.zero = w.Dropdown(
-            options=[("auto", None), ("0", 0), ("1", 1), ("2", 2), ("3", 3)], value=zero,
-            description="ZeRO stage", style=style, layout=wide,
-        )  # fmt: skip
+            options=[("auto", -1), ("0", 0), ("1", 1), ("2", 2), ("3", 3)],
+            value=-1 if zero is None else zero,
+            description="ZeRO stage",
+            style=style,
+            layout=wide(),
+        )
         self.offload = w.Checkbox(value=offload, description="offload optimizer to CPU")
         root = fixed.get("root")
         queues = _queue_names(root)
         if queue is not None and queue not in queues:
             queues.append(queue)
         self.queue = w.Dropdown(
-            options=[("(none)", None), *[(q, q) for q in queues]], value=queue,
-            description="queue", style=style, layout=wide,
-        )  # fmt: skip
+            options=[("(none)", ""), *[(q, q) for q in queues]],
+            value=queue or "",
+            description="queue",
+            style=style,
+            layout=wide(),
+        )
         self.price = w.BoundedFloatText(
-            value=price_per_gpu_hour or 0.0, min=0.0, max=1e6, step=0.1,
-            description="$ / GPU-hour", style=style, layout=wide,
-        )  # fmt: skip
+            value=price_per_gpu_hour or 0.0,
+            min=0.0,
+            max=1e6,
+            step=0.1,
+            description="$ / GPU-hour",
+            style=style,
+            layout=wide(),
+        )
         self.spot_price = w.BoundedFloatText(
-            value=spot_price_per_gpu_hour or 0.0, min=0.0, max=1e6, step=0.1,
-            description="spot $ / GPU-h", style=style, layout=wide,
-        )  # fmt: skip
-        self.spot = w.ToggleButtons(options=["on-demand", "spot"], value="spot" if spot else "on-demand")
+            value=spot_price_per_gpu_hour or 0.0,
+            min=0.0,
+            max=1e6,
+            step=0.1,
+            description="spot $ / GPU-h",
+            style=style,
+            layout=wide(),
+        )
+        self.spot = w.ToggleButtons(
+            options=["on-demand", "spot"],
+            value="spot" if spot else "on-demand",
+            style={"button_width": "100px"},
+        )
         self.result = w.HTML(layout=w.Layout(min_width="320px", padding="0 0 0 16px"))
         inputs = w.VBox(
-            [
-                self.params, self.tokens, self.gpu, self.gpus, self.nodes, self.strategy,
-                self.zero, self.offload, self.queue, self.price, self.spot_price, self.spot,
-            ]  # fmt: skip
+            layout=w.Layout(flex="0 0 auto", width="320px"),
+            children=[
+                self.params,
+                self.tokens,
+                self.gpu,
+                self.gpus,
+                self.nodes,
+                self.strategy,
+                self.zero,
+                self.offload,
+                self.queue,
+                self.price,
+                self.spot_price,
+                self.spot,
+            ],
         )
         for control in inputs.children:
             control.observe(self._changed, names="value")
@@ -138,19 +188,47 @@ class CostEstimate(w.VBox):
     def __repr__(self) -> str:
         return "CostEstimate()"
 
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, Any], namespace: Mapping[str, Any] | None = None
+    ) -> CostEstimate:
+        """Build from ``parse_estimate_args`` values (what ``%launch_estimate`` parses).
+
+        ``namespace`` resolves ``--params model`` / ``--tokens ds`` to the
+        user's objects, as ``estimate_from_options`` does.
+        """
+        values = {k: v for k, v in options.items() if v is not None and k != "json"}
+        params, tokens = values.pop("params", "1B"), values.pop("tokens", "10B")
+        if namespace is not None:
+            if isinstance(params, str) and params.isidentifier() and params in namespace:
+                params = namespace[params]
+            if isinstance(tokens, str) and tokens.isidentifier() and tokens in namespace:
+                tokens = namespace[tokens]
+        renames = {"price": "price_per_gpu_hour", "spot_price": "spot_price_per_gpu_hour"}
+        kwargs = {renames.get(k, k): v for k, v in values.items()}
+        for minutes, seconds in (
+            ("restart_minutes", "restart_s"),
+            ("checkpoint_minutes", "checkpoint_interval_s"),
+        ):
+            if minutes in kwargs:
+                kwargs[seconds] = kwargs.pop(minutes) * 60
+        return cls(params, tokens, **kwargs)
+
     def kwargs(self) -> dict[str, Any]:
         """The ``estimate(...)`` arguments the controls hold now."""
         kw: dict[str, Any] = dict(self.fixed)
         kw.update(
-            params=self._params_object if self._params_object is not None else self.params.value.strip(),
+            params=self._params_object
+            if self._params_object is not None
+            else self.params.value.strip(),
             tokens=self.tokens.value.strip(),
             gpu=None if self.gpu.value == _DEFAULT else self.gpu.value,
             gpus=self.gpus.value,
             nodes=self.nodes.value,
             strategy=self.strategy.value,
-            zero=self.zero.value,
+            zero=None if self.zero.value == -1 else self.zero.value,
             offload=self.offload.value,
-            queue=self.queue.value,
+            queue=self.queue.value or None,
             spot=self.spot.value == "spot",
         )
         if self.price.value:

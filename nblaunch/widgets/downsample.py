@@ -97,7 +97,7 @@ class MinMaxSeries:
             self._halve()
 
     def extend(self, xs: Iterable[float], ys: Iterable[float]) -> None:
-        for x, y in zip(xs, ys):
+        for x, y in zip(xs, ys, strict=False):
             self.append(x, y)
 
     def _halve(self) -> None:

@@ -144,7 +144,7 @@ def params_label(params: Mapping[str, Any], keys: Iterable[str] | None = None) -
     for k in chosen:
         if k in params:
             v = params[k]
-            parts.append(f"{k}={fmt_number(v) if isinstance(v, float) else v}")
+            parts.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
     return ", ".join(parts)
 
 
@@ -275,7 +275,8 @@ def job_details_html(snap: Mapping[str, Any]) -> str:
     est = snap.get("estimate") or {}
     if est.get("cost_usd") is not None:
         money.append(
-            f"estimate {fmt_usd(est['cost_usd'])} / {fmt_duration(float(est.get('hours') or 0) * 3600)}"
+            f"estimate {fmt_usd(est['cost_usd'])} / "
+            f"{fmt_duration(float(est.get('hours') or 0) * 3600)}"
         )
     if money:
         rows.append(" · ".join(money))
@@ -293,7 +294,7 @@ def sparkline_svg(
     xs: Sequence[float], ys: Sequence[float], width: int = 320, height: int = 60
 ) -> str:
     """A small static SVG line (for ``text/html``, where no widget renders)."""
-    pts = [(x, y) for x, y in zip(xs, ys) if y == y]
+    pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y == y]
     if len(pts) < 2:
         return ""
     x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
@@ -310,7 +311,9 @@ def sparkline_svg(
     )
 
 
-def job_card_html(snap: Mapping[str, Any], curve: tuple[Sequence[float], Sequence[float]] | None = None) -> str:
+def job_card_html(
+    snap: Mapping[str, Any], curve: tuple[Sequence[float], Sequence[float]] | None = None
+) -> str:
     """The whole card as static HTML: header, progress bar, details, loss sparkline."""
     frac = (snap.get("progress") or {}).get("fraction")
     bar = ""
@@ -331,7 +334,10 @@ def job_card_html(snap: Mapping[str, Any], curve: tuple[Sequence[float], Sequenc
 def job_text(snap: Mapping[str, Any]) -> str:
     """Several lines of plain text for terminals and ``text/plain``."""
     where = _where_text(snap)
-    lines = [f"job {snap.get('id')} ({snap.get('name')}) {snap.get('state')}" + (f", {where}" if where else "")]
+    lines = [
+        f"job {snap.get('id')} ({snap.get('name')}) {snap.get('state')}"
+        + (f", {where}" if where else "")
+    ]
     progress = snap.get("progress") or {}
     parts = []
     if progress.get("step") is not None:
@@ -388,10 +394,15 @@ def _queue_cells(row: Mapping[str, Any], now: float | None) -> list[str]:
     if row.get("started_at") is not None:
         end = row.get("finished_at") or now or time.time()
         runtime = max(0.0, float(end) - float(row["started_at"]))
-    cost = (row.get("cost") or {}).get("cost_usd") if isinstance(row.get("cost"), Mapping) else row.get("cost_usd")
+    cost = (
+        (row.get("cost") or {}).get("cost_usd")
+        if isinstance(row.get("cost"), Mapping)
+        else row.get("cost_usd")
+    )
     return [
         f"<code>{escape(str(row.get('id')))}</code>",
-        f'<span style="overflow:hidden;text-overflow:ellipsis;white-space:nowrap">{escape(str(row.get("name")))}</span>',
+        '<span style="overflow:hidden;text-overflow:ellipsis;white-space:nowrap">'
+        f"{escape(str(row.get('name')))}</span>",
         state_badge(str(row.get("state"))),
         escape(str(row.get("priority", ""))),
         str(int(row.get("gpus") or 0)),
@@ -431,7 +442,11 @@ def queue_header_html(queue: Mapping[str, Any], action_width: int = 0) -> str:
     counts = queue.get("counts") or {}
     count_text = " · ".join(f"{n} {s}" for s, n in counts.items() if n)
     shown, total = queue.get("shown"), queue.get("total")
-    more = f" (newest {shown} of {total} shown)" if shown is not None and total and shown < total else ""
+    more = (
+        f" (newest {shown} of {total} shown)"
+        if shown is not None and total and shown < total
+        else ""
+    )
     head = "".join(f"<div><b>{escape(c)}</b></div>" for c, _ in QUEUE_COLUMNS)
     return (
         f'<div class="nbl-queue-head" style="{_FONT}">'
@@ -447,18 +462,25 @@ def queue_header_html(queue: Mapping[str, Any], action_width: int = 0) -> str:
 def queue_empty_html(queue: Mapping[str, Any]) -> str:
     which = queue.get("filter")
     what = "no jobs" if which in (None, "all") else f"no {which} jobs"
-    return f'<div class="nbl-queue-empty" style="{_MUTED};{_FONT};padding:4px 0">{escape(what)}</div>'
+    return (
+        f'<div class="nbl-queue-empty" style="{_MUTED};{_FONT};padding:4px 0">{escape(what)}</div>'
+    )
 
 
-def queue_table_html(queue: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], now: float | None = None) -> str:
+def queue_table_html(
+    queue: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], now: float | None = None
+) -> str:
     """The whole queue as static HTML (header, then one row per job)."""
     body = "".join(queue_row_html(r, now) for r in rows)
     if not rows:
         body = queue_empty_html(queue)
-    return f'<div class="nbl-queue" data-queue="{escape(str(queue.get("name")))}">{queue_header_html(queue)}{body}</div>'
+    name = escape(str(queue.get("name")))
+    return f'<div class="nbl-queue" data-queue="{name}">{queue_header_html(queue)}{body}</div>'
 
 
-def queue_text(queue: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], now: float | None = None) -> str:
+def queue_text(
+    queue: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], now: float | None = None
+) -> str:
     slots = queue.get("gpu_slots")
     head = f"queue {queue.get('name')} ({queue.get('runner', '')})"
     if slots:
@@ -469,12 +491,23 @@ def queue_text(queue: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], now:
     for r in rows:
         cells = _queue_cells(r, now)
         table.append(
-            [str(r.get("id")), str(r.get("name")), str(r.get("state")), str(r.get("priority", "")),
-             cells[4], cells[5], cells[6], cells[7], cells[8]]
-        )  # fmt: skip
+            [
+                str(r.get("id")),
+                str(r.get("name")),
+                str(r.get("state")),
+                str(r.get("priority", "")),
+                cells[4],
+                cells[5],
+                cells[6],
+                cells[7],
+                cells[8],
+            ]
+        )
     widths = [max(len(line[i]) for line in table) for i in range(len(titles))]
     for line in table:
-        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+        lines.append(
+            "  " + "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        )
     if not rows:
         lines.append("  no jobs")
     return "\n".join(lines)
@@ -483,20 +516,31 @@ def queue_text(queue: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], now:
 # -- estimate -----------------------------------------------------------------
 
 
-def estimate_html(est: Mapping[str, Any], *, spot: bool = False, gpus: int | None = None, gpu: str | None = None) -> str:
+def estimate_html(
+    est: Mapping[str, Any], *, spot: bool = False, gpus: int | None = None, gpu: str | None = None
+) -> str:
     """Hours and dollars (spot or on-demand first), MFU, memory verdict and suggestion."""
-    hours = est.get("spot_hours") if spot and est.get("spot_hours") is not None else est.get("hours")
-    cost = est.get("spot_cost_usd") if spot and est.get("spot_cost_usd") is not None else est.get("cost_usd")
+    hours = (
+        est.get("spot_hours") if spot and est.get("spot_hours") is not None else est.get("hours")
+    )
+    cost = (
+        est.get("spot_cost_usd")
+        if spot and est.get("spot_cost_usd") is not None
+        else est.get("cost_usd")
+    )
     other_cost = est.get("cost_usd") if spot else est.get("spot_cost_usd")
     kind = "spot" if spot else "on-demand"
     on = f" on {gpus}× {escape(gpu)}" if gpus and gpu else (f" on {gpus} GPU(s)" if gpus else "")
     lines = [
-        f'<div><span class="nbl-dollars" style="font-size:22px;font-weight:700">{fmt_usd(cost)}</span>'
+        '<div><span class="nbl-dollars" style="font-size:22px;font-weight:700">'
+        f"{fmt_usd(cost)}</span>"
         f' <span style="{_MUTED}">{kind}</span> · <b class="nbl-hours">'
         f"{fmt_duration(float(hours) * 3600) if hours is not None else '—'}</b>{on}</div>"
     ]
     if other_cost is not None:
-        lines.append(f'<div style="{_MUTED}">{"on-demand" if spot else "spot"}: {fmt_usd(other_cost)}</div>')
+        lines.append(
+            f'<div style="{_MUTED}">{"on-demand" if spot else "spot"}: {fmt_usd(other_cost)}</div>'
+        )
     if est.get("mfu") is not None:
         src = est.get("mfu_source")
         lines.append(
@@ -517,7 +561,9 @@ def estimate_html(est: Mapping[str, Any], *, spot: bool = False, gpus: int | Non
     if est.get("suggestion"):
         lines.append(f'<div class="nbl-suggestion">{escape(str(est["suggestion"]))}</div>')
     for note in est.get("notes") or ():
-        lines.append(f'<div class="nbl-note" style="{_MUTED};font-size:12px">{escape(str(note))}</div>')
+        lines.append(
+            f'<div class="nbl-note" style="{_MUTED};font-size:12px">{escape(str(note))}</div>'
+        )
     return f'<div class="nbl-estimate" style="{_FONT}">{"".join(lines)}</div>'
 
 
@@ -529,8 +575,14 @@ def estimate_error_html(message: str) -> str:
 
 
 def estimate_text(est: Mapping[str, Any], *, spot: bool = False) -> str:
-    hours = est.get("spot_hours") if spot and est.get("spot_hours") is not None else est.get("hours")
-    cost = est.get("spot_cost_usd") if spot and est.get("spot_cost_usd") is not None else est.get("cost_usd")
+    hours = (
+        est.get("spot_hours") if spot and est.get("spot_hours") is not None else est.get("hours")
+    )
+    cost = (
+        est.get("spot_cost_usd")
+        if spot and est.get("spot_cost_usd") is not None
+        else est.get("cost_usd")
+    )
     text = f"estimate: {fmt_usd(cost)} ({'spot' if spot else 'on-demand'}), " + (
         f"{fmt_duration(float(hours) * 3600)}" if hours is not None else "—"
     )

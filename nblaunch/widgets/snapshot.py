@@ -108,7 +108,7 @@ def job_snapshot(
     snap = job.to_dict()
     snap["progress"] = dict(progress) if progress is not None else job.progress()
     if latest is None:
-        latest = {r["name"]: r["value"] for r in job.metrics()}
+        latest = {name: value for _a, _s, name, value, _t in metrics_since(job, 0)[0]}
     snap["latest"] = dict(latest)
     snap["cost"] = dict(cost) if cost is not None else job_cost(job)
     snap["estimate"] = dict(estimate) if estimate is not None else job_estimate(job)
@@ -121,7 +121,7 @@ def log_tail(job: Job, max_bytes: int = 12_000, max_lines: int = 60) -> str:
     log_dir = job.log_dir
     if log_dir is None:
         return ""
-    parts = []
+    parts: list[str] = []
     for name in ("stdout.log", "stderr.log"):
         path = Path(log_dir) / name
         if not path.exists():
@@ -158,7 +158,9 @@ def queue_snapshot(
         counts[r.state.value] = counts.get(r.state.value, 0) + 1
     used = sum(r.gpus for r in rows if r.state.value in ("starting", "running"))
     states = FILTERS.get(state_filter)
-    chosen = [j for j, r in zip(jobs, rows) if states is None or r.state.value in states]
+    chosen = [
+        j for j, r in zip(jobs, rows, strict=True) if states is None or r.state.value in states
+    ]
     out = []
     for job in chosen[:limit]:
         d = job.to_dict()
@@ -193,7 +195,16 @@ def queue_job(queue: Queue, job_id: str) -> Job:
 
 
 def _state_order(state: str) -> int:
-    order = ("running", "starting", "queued", "succeeded", "failed", "preempted", "lost", "cancelled")
+    order = (
+        "running",
+        "starting",
+        "queued",
+        "succeeded",
+        "failed",
+        "preempted",
+        "lost",
+        "cancelled",
+    )
     return order.index(state) if state in order else len(order)
 
 
@@ -201,7 +212,7 @@ def sweep_jobs(sweep_id: str, root: Path | None = None) -> list[Job]:
     """Every job submitted with ``sweep_id``, oldest first, across all queues."""
     from nblaunch.client import Queue
 
-    found = []
+    found: list[Job] = []
     for queue in Queue.all(root):
         found.extend(j for j in queue.jobs() if j.row.sweep_id == sweep_id)
     found.sort(key=lambda j: j.row.submitted_at)

@@ -29,6 +29,7 @@ __all__ = ["JobCard"]
 #: metrics that are bookkeeping, not curves
 NOT_PLOTTED = frozenset({"max_steps"})
 _FINAL_REFRESHES = 2  # refreshes after the job ended, to take in late metrics
+_PROGRESS_EVERY = 10  # re-read progress (for the ETA) at least every 10th refresh
 
 
 class JobCard(w.VBox):
@@ -50,6 +51,7 @@ class JobCard(w.VBox):
         self._cursor = 0
         self._lock = threading.RLock()
         self._final_refreshes = 0
+        self._progress_age = 0
         self._metrics_chosen = False
         self._syncing_choice = False
         self._estimate = snapshot.job_estimate(job) or {}  # fixed at submission
@@ -106,11 +108,22 @@ class JobCard(w.VBox):
                 self.latest[name] = value
                 if name not in NOT_PLOTTED:
                     self.chart.append(name, step, value, attempt)
-            final_before = self.snapshot.get("state") in _FINAL_STATES
-            if not final_before or rows or not self.snapshot:
-                snap = snapshot.job_snapshot(self.job, latest=self.latest, estimate=self._estimate)
+            before = self.snapshot
+            if before.get("state") in _FINAL_STATES and not rows:
+                snap = {**before}  # an ended job changes no more
             else:
-                snap = {**self.snapshot}
+                # Job.progress() scans the job's metrics: only when steps or the state moved
+                reuse = bool(before) and not rows and self._progress_age < _PROGRESS_EVERY
+                snap = snapshot.job_snapshot(
+                    self.job,
+                    latest=self.latest,
+                    estimate=self._estimate,
+                    progress=before["progress"] if reuse else None,
+                )
+                if reuse and snap["state"] != before["state"]:
+                    snap["progress"] = self.job.progress()
+                    reuse = False
+                self._progress_age = self._progress_age + 1 if reuse else 0
             self.snapshot = snap
             if new_names:
                 self._update_picker()
@@ -135,7 +148,7 @@ class JobCard(w.VBox):
             self.cancel_button.disabled = final
             if final and self.actions.children[0] is not self.cancel_button:
                 self._keep()
-            self.chart_box.layout.display = "none" if not self.chart.keys else None
+            self.chart_box.layout.display = "none" if not self.chart.curve_keys else None
         if self.logs_button.value:
             self._write_logs()
 
@@ -246,15 +259,28 @@ class JobCard(w.VBox):
 
     def close(self) -> None:
         poller().unregister(self)
-        for child in (
-            self.header, self.details, self.bar, self.chart, self.metric_picker,
-            self.cancel_button, self.confirm_button, self.keep_button, self.output_button,
-            self.logs_button, self.panel, self.actions, self.chart_box,
-        ):  # fmt: skip
-            child.close()
+        for name in _PARTS:
+            child = getattr(self, name, None)  # close() also runs from __del__ of a half-built card
+            if child is not None:
+                child.close()
         super().close()
 
 
+_PARTS = (
+    "header",
+    "details",
+    "bar",
+    "chart",
+    "metric_picker",
+    "cancel_button",
+    "confirm_button",
+    "keep_button",
+    "output_button",
+    "logs_button",
+    "panel",
+    "actions",
+    "chart_box",
+)
 _FINAL_STATES = frozenset({"succeeded", "failed", "preempted", "lost", "cancelled"})
 
 

@@ -79,14 +79,16 @@ class QueueStatus(ViewTracking, w.VBox):
         self._lock = threading.RLock()
         self._tick = 0
         self.filter = w.Dropdown(
-            options=list(snapshot.FILTERS), value=state, description="show",
+            options=list(snapshot.FILTERS),
+            value=state,
+            description="show",
             layout=w.Layout(width="200px"),
-        )  # fmt: skip
+        )
         self.filter.observe(lambda _c: self.refresh(force=True), names="value")
         self.header = w.HTML()
         self.table = w.VBox()
         self.empty = w.HTML()
-        super().__init__([self.header, self.filter, self.table, self.empty])
+        super().__init__([self.filter, self.header, self.table, self.empty])
         self.add_class("nbl-queue-status")
         self.refresh(force=True)
         self._track_views()
@@ -164,8 +166,10 @@ class QueueStatus(ViewTracking, w.VBox):
 
     def close(self) -> None:
         poller().unregister(self)
-        for row in self._row_widgets.values():
+        for row in getattr(self, "_row_widgets", {}).values():
             row.close()
-        for widget in (self.filter, self.header, self.table, self.empty):
-            widget.close()
+        for name in ("filter", "header", "table", "empty"):
+            widget = getattr(self, name, None)
+            if widget is not None:
+                widget.close()
         super().close()

@@ -66,7 +66,9 @@ class SweepBoard(ViewTracking, w.VBox):
         self._tick = 0
         self.chart = LiveChart(height=280)
         self.header = w.HTML()
-        self.metric = w.Dropdown(options=[metric] if metric else [], value=metric, description="metric")
+        self.metric = w.Dropdown(
+            options=[metric] if metric else [], value=metric, description="metric"
+        )
         self.metric.observe(self._on_metric, names="value")
         super().__init__([self.header, self.metric, self.chart])
         self.add_class("nbl-sweep-board")
@@ -135,29 +137,45 @@ class SweepBoard(ViewTracking, w.VBox):
                 self.metric.options = options
                 self.metric.value = metric
         varying = _varying_keys(self.params.values())
-        best = None
+        best: dict[str, Any] | None = None
         keys = []
         for n, (job_id, _job) in enumerate(self.jobs.items()):
             if metric is None:
                 break
             key = f"{job_id}/{metric}"
             label = render.params_label(self.params[job_id], varying) or job_id
-            self.chart.add_curve(key, label=f"{label} ({self.states.get(job_id, '?')})",
-                                 color=PALETTE[n % len(PALETTE)])  # fmt: skip
+            self.chart.add_curve(
+                key,
+                label=f"{label} ({self.states.get(job_id, '?')})",
+                color=PALETTE[n % len(PALETTE)],
+            )
             keys.append(key)
             found = self._extremes.get(key)
             if found is not None:
                 x, y = found[0] if self.mode == "min" else found[1]
                 if best is None or (y < best["y"] if self.mode == "min" else y > best["y"]):
-                    best = {"job": job_id, "label": label, "x": x, "y": y,
-                            "color": PALETTE[n % len(PALETTE)]}  # fmt: skip
+                    best = {
+                        "job": job_id,
+                        "label": label,
+                        "x": x,
+                        "y": y,
+                        "color": PALETTE[n % len(PALETTE)],
+                    }
         self.best = best
         self.chart.show(keys)
         with self.chart.hold_sync():
             self.chart.title = f"{metric or 'no metrics yet'} by job"
             self.chart.marks = (
-                [{"x": best["x"], "y": best["y"], "label": f"best {render.fmt_number(best['y'])}",
-                  "color": best["color"]}] if best else []  # fmt: skip
+                [
+                    {
+                        "x": best["x"],
+                        "y": best["y"],
+                        "label": f"best {render.fmt_number(best['y'])}",
+                        "color": best["color"],
+                    }
+                ]
+                if best
+                else []
             )
             self.chart.flush()
         self.header.value = _header_html(self.sweep_id, self.states, best, metric)
@@ -172,7 +190,8 @@ class SweepBoard(ViewTracking, w.VBox):
         states = ", ".join(f"{j} {s}" for j, s in self.states.items())
         line = f"sweep {self.sweep_id}: {len(self.jobs)} jobs ({states})"
         if self.best:
-            line += f"\n  best {render.fmt_number(self.best['y'])}: {self.best['job']} {self.best['label']}"
+            best = self.best
+            line += f"\n  best {render.fmt_number(best['y'])}: {best['job']} {best['label']}"
         return line
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
@@ -185,8 +204,10 @@ class SweepBoard(ViewTracking, w.VBox):
 
     def close(self) -> None:
         poller().unregister(self)
-        for widget in (self.chart, self.header, self.metric):
-            widget.close()
+        for name in ("chart", "header", "metric"):
+            widget = getattr(self, name, None)
+            if widget is not None:
+                widget.close()
         super().close()
 
 
@@ -200,7 +221,9 @@ def _varying_keys(params: Any) -> list[str]:
     return [k for k in keys if len({repr(p.get(k)) for p in all_params}) > 1] or keys
 
 
-def _header_html(sweep_id: str, states: dict[str, str], best: dict[str, Any] | None, metric: str | None) -> str:
+def _header_html(
+    sweep_id: str, states: dict[str, str], best: dict[str, Any] | None, metric: str | None
+) -> str:
     counts: dict[str, int] = {}
     for s in states.values():
         counts[s] = counts.get(s, 0) + 1
@@ -212,6 +235,7 @@ def _header_html(sweep_id: str, states: dict[str, str], best: dict[str, Any] | N
     if best and metric:
         text += (
             f'<div class="nbl-best">best {escape(metric)} <b>{render.fmt_number(best["y"])}</b> '
-            f"at step {best['x']:.0f}: <code>{escape(best['job'])}</code> {escape(best['label'])}</div>"
+            f"at step {best['x']:.0f}: <code>{escape(best['job'])}</code> "
+            f"{escape(best['label'])}</div>"
         )
     return text + "</div>"

@@ -1,0 +1,108 @@
+"""Jobs in a real store for widget tests, moved through their states as the agent would."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from nblaunch import client
+from nblaunch.home import jobs_dir
+from nblaunch.jobs.bundle import write_bundle
+from nblaunch.jobs.spec import JobSpec
+from nblaunch.queue.states import State
+from nblaunch.queue.store import Store
+from nblaunch.widgets.poller import poller
+
+
+@pytest.fixture
+def store(nbl_home: Path) -> Store:
+    return client.store(nbl_home)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_poller() -> Iterator[None]:
+    """Each test starts and ends with nothing registered on the kernel's poller."""
+    yield
+    for view in poller().views:
+        poller().unregister(view)
+    poller().wake()
+    assert poller().join(5)
+
+
+def add_job(
+    root: Path,
+    name: str = "train",
+    *,
+    params: dict[str, Any] | None = None,
+    sweep_id: str | None = None,
+    gpus: int = 0,
+    max_retries: int = 0,
+    options: dict[str, Any] | None = None,
+) -> client.Job:
+    """Queue a job without an agent (its bundle is real; nothing will run it)."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
+    spec = JobSpec.build(
+        name=name,
+        notebook=str(root / f"{name}.ipynb"),
+        submit_dir=str(root),
+        params=params or {},
+        sweep_id=sweep_id,
+        gpus=gpus,
+        max_retries=max_retries,
+        options=options or {},
+    )
+    job_id = secrets.token_hex(4)
+    job_dir = jobs_dir(root) / job_id
+    write_bundle(job_dir, spec, nb)
+    client.store(root).insert_job(job_id, spec, job_dir)
+    return client.Job(job_id, root=root)
+
+
+def start(store: Store, job: client.Job, gpu_slots: int = 8) -> None:
+    """Claim the job and mark it running, as the agent does."""
+    claimed = store.claim(job.row.queue, gpu_slots, 64, os.getpid())
+    assert claimed is not None and claimed[0].id == job.id
+    store.transition(
+        job.id,
+        State.RUNNING,
+        "test",
+        attempt_state=State.RUNNING,
+        attempt_fields={"running_at": time.time()},
+    )
+
+
+def finish(
+    store: Store,
+    job: client.Job,
+    state: State = State.SUCCEEDED,
+    error: dict[str, Any] | None = None,
+) -> None:
+    store.transition(
+        job.id,
+        state,
+        "test",
+        attempt_state=state,
+        job_fields={"error": error} if error else None,
+    )
+
+
+def log_metrics(
+    store: Store,
+    job: client.Job,
+    name: str,
+    values: list[float],
+    start_step: int = 0,
+    attempt: int = 1,
+) -> None:
+    now = time.time()
+    store.add_metrics(
+        (job.id, attempt, start_step + i, name, float(v), now) for i, v in enumerate(values)
+    )
