@@ -134,6 +134,12 @@ class Job:
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(self.status_line())
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """A live job card in a widget frontend; text and HTML elsewhere."""
+        from nblaunch.widgets import job_mimebundle
+
+        return job_mimebundle(self)
+
     @property
     def row(self) -> JobRow:
         return self._store.job(self.id)
@@ -223,6 +229,16 @@ class Job:
         keys = ("attempt", "step", "name", "value", "time")
         return [dict(zip(keys, r)) for r in self._store.metrics(self.id, name)]
 
+    def metrics_since(self, cursor: int = 0) -> tuple[list[tuple[Any, ...]], int]:
+        """Metric rows logged after ``cursor`` and the cursor for the next call."""
+        return self._store.metrics_since(self.id, cursor)
+
+    def cost(self) -> dict[str, Any]:
+        """GPU-hours and dollars so far over all attempts (a running one counts live)."""
+        from nblaunch.jobs.cost import actual_cost
+
+        return actual_cost(self._store, self.row, get_queue(self._root, self.row.queue))
+
     def progress(self) -> dict[str, Any]:
         """Newest step, ``max_steps`` when the job reported it, fraction and ETA in seconds.
 
@@ -289,8 +305,17 @@ class Queue:
     def __repr__(self) -> str:
         return f"<nblaunch.Queue {self.name} ({self.config.runner})>"
 
-    def jobs(self, state: str | None = None) -> list[Job]:
-        return [Job(r.id, root=self._root) for r in store(self._root).jobs(self.name, state)]
+    def jobs(
+        self, state: str | None = None, limit: int | None = None, sweep_id: str | None = None
+    ) -> list[Job]:
+        rows = store(self._root).jobs(self.name, state, sweep_id=sweep_id, limit=limit)
+        return [Job(r.id, root=self._root) for r in rows]
+
+    def widget(self, **kwargs: Any) -> Any:
+        """The live queue table (``nblaunch.widgets.QueueStatus``)."""
+        from nblaunch.widgets import queue_status
+
+        return queue_status(self, **kwargs)
 
     def gpu_slots(self) -> int | None:
         if isinstance(self.config, LocalQueueConfig):

@@ -2,16 +2,52 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
+import sys
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nblaunch.home import home
+
 
 @lru_cache(maxsize=1)
 def requirements() -> str:
-    """Installed distributions as ``name==version`` lines, read once per process."""
+    """Installed distributions as ``name==version`` lines.
+
+    Reading every distribution's metadata costs most of a second with a
+    training stack installed, so the result is cached on disk, keyed by the
+    metadata folders on ``sys.path``: any install, upgrade or removal changes
+    that listing and so the key.
+    """
+    cache = home() / "cache" / f"requirements-{_installed_fingerprint()}.txt"
+    try:
+        return cache.read_text()
+    except FileNotFoundError:
+        pass
+    text = _read_requirements()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, cache)
+    return text
+
+
+def _installed_fingerprint() -> str:
+    digest = hashlib.sha1(sys.version.encode())
+    for entry in sys.path:
+        try:
+            names = sorted(n for n in os.listdir(entry or ".") if n.endswith((".dist-info", ".egg-info")))
+        except OSError:
+            continue
+        digest.update(("\0".join([entry, *names]) + "\n").encode())
+    return digest.hexdigest()[:16]
+
+
+def _read_requirements() -> str:
     pins: dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]

@@ -81,6 +81,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE attempts ADD COLUMN metrics_offset INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN preempt_requested_at REAL;
     """,
+    # 3: progress and rate queries seek instead of scanning a long history
+    """
+    CREATE INDEX metrics_job_attempt ON metrics(job_id, attempt);
+    CREATE INDEX metrics_job_step ON metrics(job_id, step);
+    """,
 ]
 
 VERSION = len(MIGRATIONS)
