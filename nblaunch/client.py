@@ -288,6 +288,7 @@ class Job:
             "max_retries": row.max_retries,
             "preemptions": row.preemptions,
             "sweep_id": row.sweep_id,
+            **{k: v for k, v in self.cost().items() if k in ("cost_usd", "gpu_hours")},
             "submitted_at": row.submitted_at,
             "started_at": row.started_at,
             "finished_at": row.finished_at,

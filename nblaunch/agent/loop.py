@@ -20,6 +20,7 @@ from types import FrameType
 from nblaunch.agent import lockfile
 from nblaunch.errors import NBLaunchError, TransitionError
 from nblaunch.home import store_path
+from nblaunch.jobs.cost import actual_cost
 from nblaunch.queue.config import LocalQueueConfig, QueueConfig, load_queues
 from nblaunch.queue.states import State
 from nblaunch.queue.store import AttemptRow, JobRow, Store
@@ -182,12 +183,7 @@ class Agent:
             run_dir=attempt.run_dir,
             checkpoint_dir=job.job_dir / "checkpoints",
             gpu_ids=attempt.gpu_ids,
-            env={
-                "NBLAUNCH_HOME": str(self.root),
-                "NBLAUNCH_JOB_ID": job.id,
-                "NBLAUNCH_ATTEMPT": str(attempt.n),
-                "NBLAUNCH_CHECKPOINT_DIR": str(job.job_dir / "checkpoints"),
-            },
+            env=self._job_env(job, attempt),
         )
         try:
             handle = runner.submit(launch)
@@ -204,6 +200,20 @@ class Agent:
             attempt_fields={"handle": handle, "running_at": time.time()},
         )
         log.info("started %s attempt %d", job.id, attempt.n)
+
+    def _job_env(self, job: JobRow, attempt: AttemptRow) -> dict[str, str]:
+        env = {
+            "NBLAUNCH_HOME": str(self.root),
+            "NBLAUNCH_JOB_ID": job.id,
+            "NBLAUNCH_ATTEMPT": str(attempt.n),
+            "NBLAUNCH_CHECKPOINT_DIR": str(job.job_dir / "checkpoints"),
+        }
+        # The kernel writes the job's cost so far into the wandb run summary at the end.
+        spent = actual_cost(self.store, job, self.queues[job.queue])
+        env["NBLAUNCH_PRIOR_GPU_HOURS"] = repr(spent["gpu_hours"])
+        if spent["price_per_gpu_hour"] is not None:
+            env["NBLAUNCH_PRICE_PER_GPU_HOUR"] = repr(spent["price_per_gpu_hour"])
+        return env
 
     def _finish(self, job: JobRow, attempt: AttemptRow, outcome: Outcome) -> None:
         job = self.store.job(job.id)

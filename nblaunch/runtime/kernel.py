@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -95,6 +96,28 @@ def _patch_wandb(wandb_run: Any) -> None:
 
     tee._nblaunch = True  # type: ignore[attr-defined]
     run_cls.log = tee
+    original_finish = run_cls.finish
+
+    def finish(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            self.summary.update(_cost_so_far())
+        except Exception as exc:  # the run's own finish matters more than the cost line
+            print(f"nblaunch: could not write the cost to the wandb summary: {exc!r}", file=sys.stderr)
+        return original_finish(self, *args, **kwargs)
+
+    run_cls.finish = finish
+
+
+def _cost_so_far() -> dict[str, float]:
+    """GPU-hours (and dollars, when the queue has a price) over all attempts so far."""
+    gpus = int(os.environ.get("NBLAUNCH_GPUS", "0")) * int(os.environ.get("NBLAUNCH_NODES", "1"))
+    started = float(os.environ.get("NBLAUNCH_ATTEMPT_STARTED", time.time()))
+    hours = float(os.environ.get("NBLAUNCH_PRIOR_GPU_HOURS", "0")) + gpus * (time.time() - started) / 3600
+    summary = {"gpu_hours": hours}
+    price = os.environ.get("NBLAUNCH_PRICE_PER_GPU_HOUR")
+    if price is not None:
+        summary["compute_cost_usd"] = hours * float(price)
+    return summary
 
 
 def _patch_trainer(trainer_module: Any) -> None:
