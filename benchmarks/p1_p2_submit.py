@@ -21,7 +21,11 @@ def trivial_notebook(folder: Path) -> Path:
     params = nbformat.v4.new_code_cell("x = 1")
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell("y = x * 2\nprint(y)")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     path = folder / "trivial.ipynb"
     nbformat.write(nb, path)
     return path
@@ -38,8 +42,25 @@ def main() -> None:
         ensure_agent(home)  # a live agent, as after the first submit of a session
         nbl, bare = [], []
         for _ in range(ROUNDS):  # interleaved so drift hits both alike
-            nbl.append(timed(lambda: run(str(bin_dir / "nblaunch"), "submit", str(nb), "-p", "x", "3", "--wait")))
-            bare.append(timed(lambda: run(str(bin_dir / "papermill"), str(nb), str(folder / "out.ipynb"), "-p", "x", "3")))
+            nbl.append(
+                timed(
+                    lambda: run(
+                        str(bin_dir / "nblaunch"), "submit", str(nb), "-p", "x", "3", "--wait"
+                    )
+                )
+            )
+            bare.append(
+                timed(
+                    lambda: run(
+                        str(bin_dir / "papermill"),
+                        str(nb),
+                        str(folder / "out.ipynb"),
+                        "-p",
+                        "x",
+                        "3",
+                    )
+                )
+            )
         p1 = median(nbl) / median(bare)
         report("P1", "submit --wait, trivial notebook", median(nbl), "s", median(bare),
                "papermill CLI", "<= 1.15", p1 <= 1.15)  # fmt: skip

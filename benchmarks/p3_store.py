@@ -44,7 +44,9 @@ def bare_sqlite(folder: Path) -> float:
     for i in range(JOBS):
         for src, dst in (("queued", "starting"), ("starting", "running"), ("running", "succeeded")):
             db.execute("BEGIN IMMEDIATE")
-            db.execute("UPDATE jobs SET state = ? WHERE id = ? AND state = ?", (dst, f"job{i:05d}", src))
+            db.execute(
+                "UPDATE jobs SET state = ? WHERE id = ? AND state = ?", (dst, f"job{i:05d}", src)
+            )
             db.execute("COMMIT")
     return JOBS / (time.perf_counter() - start)
 

@@ -260,8 +260,13 @@ class Job:
             if first is not None and step is not None and step > first[0]:
                 rate = (step - first[0]) / max(1e-9, time.time() - first[1])
                 eta = (max_steps - step) / rate if max_steps else None
-        return {"step": step, "max_steps": max_steps, "fraction": fraction, "eta_s": eta,
-                "run_dir": str(run_dir) if run_dir else None}
+        return {
+            "step": step,
+            "max_steps": max_steps,
+            "fraction": fraction,
+            "eta_s": eta,
+            "run_dir": str(run_dir) if run_dir else None,
+        }
 
     def events(self) -> list[dict[str, Any]]:
         return [e.__dict__ for e in self._store.events(self.id)]

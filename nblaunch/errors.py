@@ -86,5 +86,7 @@ class JobFailedError(NBLaunchError):
         )
 
     def _render_traceback_(self) -> list[str]:
-        header = [f"nblaunch job {self.job_id} {self.state}; output notebook: {self.output_notebook}"]
+        header = [
+            f"nblaunch job {self.job_id} {self.state}; output notebook: {self.output_notebook}"
+        ]
         return header + (self.traceback or [str(self)])

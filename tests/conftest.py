@@ -61,7 +61,9 @@ def make_notebook(
     return path
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``nblaunch`` CLI in a subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "nblaunch", *args],

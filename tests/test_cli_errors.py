@@ -82,7 +82,9 @@ def test_more_gpus_than_the_queue_has(nbl_home: Path, notebook: Path) -> None:
         ("[queues.gpu]\nrunner = 'nope'\n", ["runner 'nope'", "valid runners"]),
     ],
 )
-def test_malformed_queues_file(nbl_home: Path, notebook: Path, text: str, needles: list[str]) -> None:
+def test_malformed_queues_file(
+    nbl_home: Path, notebook: Path, text: str, needles: list[str]
+) -> None:
     write_queues(nbl_home, text)
     _one_line_error(run_cli("submit", str(notebook)), "queues.toml", *needles)
     _nothing_written(nbl_home)

@@ -142,7 +142,9 @@ class Agent:
             self._watch(job, attempt)
         for name, cfg in self.queues.items():
             gpu_slots, cpu_slots = _slots(cfg)
-            while (claimed := self.store.claim(name, gpu_slots, cpu_slots, os.getpid())) is not None:
+            while (
+                claimed := self.store.claim(name, gpu_slots, cpu_slots, os.getpid())
+            ) is not None:
                 self._start(*claimed)
         return self.store.has_work(self.queues)
 
@@ -217,7 +219,11 @@ class Agent:
 
     def _finish(self, job: JobRow, attempt: AttemptRow, outcome: Outcome) -> None:
         job = self.store.job(job.id)
-        fields = {"exit_code": outcome.exit_code, "outcome": outcome.outcome, "error": outcome.error}
+        fields = {
+            "exit_code": outcome.exit_code,
+            "outcome": outcome.outcome,
+            "error": outcome.error,
+        }
         to, reason, job_fields = _decide(job, outcome)
         attempt_state = State.CANCELLED if to is State.CANCELLED else outcome.state
         try:
@@ -253,9 +259,11 @@ def _decide(job: JobRow, outcome: Outcome) -> tuple[State, str, dict[str, object
                 f"preempted; requeued to resume (preemption {job.preemptions + 1})",
                 {"preemptions": job.preemptions + 1, "not_before": 0.0, "error": None},
             )
-        return State.PREEMPTED, f"preempted {job.preemptions + 1} times; no preemption left", {
-            "error": outcome.error
-        }
+        return (
+            State.PREEMPTED,
+            f"preempted {job.preemptions + 1} times; no preemption left",
+            {"error": outcome.error},
+        )
     if job.retries < job.max_retries:
         delay = job.retry_backoff_s * (2**job.retries)
         return (

@@ -40,7 +40,9 @@ def _installed_fingerprint() -> str:
     digest = hashlib.sha1(sys.version.encode())
     for entry in sys.path:
         try:
-            names = sorted(n for n in os.listdir(entry or ".") if n.endswith((".dist-info", ".egg-info")))
+            names = sorted(
+                n for n in os.listdir(entry or ".") if n.endswith((".dist-info", ".egg-info"))
+            )
         except OSError:
             continue
         digest.update(("\0".join([entry, *names]) + "\n").encode())

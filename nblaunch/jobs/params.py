@@ -42,11 +42,15 @@ def load_params_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise SpecError(f"cannot read parameters file {path}: {exc.strerror}; check the path") from None
+        raise SpecError(
+            f"cannot read parameters file {path}: {exc.strerror}; check the path"
+        ) from None
     try:
         data = yaml.load(text, Loader=NoDatesSafeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise SpecError(f"parameters file {path} is not valid YAML ({exc.__class__.__name__}); fix it") from None
+        raise SpecError(
+            f"parameters file {path} is not valid YAML ({exc.__class__.__name__}); fix it"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

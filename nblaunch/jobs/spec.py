@@ -21,7 +21,9 @@ Strategy = Literal["none", "ddp", "fsdp", "deepspeed"]
 def parse_priority(value: str | int) -> int:
     """``low`` / ``normal`` / ``high`` / ``critical`` or an integer; higher runs first."""
     if isinstance(value, bool):
-        raise SpecError(f"priority {value!r} is not valid; use low, normal, high, critical or an integer")
+        raise SpecError(
+            f"priority {value!r} is not valid; use low, normal, high, critical or an integer"
+        )
     if isinstance(value, int):
         return value
     text = str(value).strip().lower()

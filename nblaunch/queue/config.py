@@ -87,7 +87,9 @@ def load_queues(root: Path) -> dict[str, QueueConfig]:
         try:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file or delete it") from None
+            raise ConfigError(
+                f"{path} is not valid TOML ({exc}); fix the file or delete it"
+            ) from None
         unknown_top = set(raw) - {"queues"}
         if unknown_top:
             raise ConfigError(
@@ -126,7 +128,9 @@ def _parse_queue(path: Path, name: str, table: Any) -> QueueConfig:
     except ValidationError as exc:
         raise ConfigError(_describe(path, name, cls, exc)) from None
     except TypeError:
-        raise ConfigError(f"{path}: [queues.{name}] may not set 'name'; the table name is the queue name") from None
+        raise ConfigError(
+            f"{path}: [queues.{name}] may not set 'name'; the table name is the queue name"
+        ) from None
 
 
 def _describe(path: Path, name: str, cls: type[QueueConfig], exc: ValidationError) -> str:

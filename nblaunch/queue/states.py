@@ -22,9 +22,7 @@ class State(str, Enum):
 # An attempt that ends failed / preempted / lost with retries left sends the
 # job from running straight back to queued (the attempt row keeps why); a job
 # only takes one of those states when no retry is left, so they are final.
-FINAL = frozenset(
-    {State.SUCCEEDED, State.FAILED, State.PREEMPTED, State.LOST, State.CANCELLED}
-)
+FINAL = frozenset({State.SUCCEEDED, State.FAILED, State.PREEMPTED, State.LOST, State.CANCELLED})
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.QUEUED: frozenset({State.STARTING, State.CANCELLED}),

@@ -351,7 +351,9 @@ class Store:
         assignments = ", ".join(f"{k} = ?" for k in sets)
         values = [json.dumps(v) if isinstance(v, dict) else v for v in sets.values()]
         with self.transaction() as db:
-            before = db.execute("SELECT state, attempt FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            before = db.execute(
+                "SELECT state, attempt FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
             if before is None:
                 raise UnknownJobError(f"no job {job_id!r}; list jobs with `nblaunch jobs`")
             row = db.execute(
@@ -395,7 +397,9 @@ class Store:
         """Ask the agent to preempt a running job exactly as a spot reclaim would."""
         job = self.job(job_id)
         if job.state not in ACTIVE:
-            raise TransitionError(f"job {job.id} is {job.state}; only a running job can be preempted")
+            raise TransitionError(
+                f"job {job.id} is {job.state}; only a running job can be preempted"
+            )
         now = time.time()
         with self.transaction() as db:
             db.execute(
@@ -409,7 +413,11 @@ class Store:
             db.execute("UPDATE jobs SET preempt_requested_at = NULL WHERE id = ?", (job_id,))
 
     def ingest_metrics(
-        self, job_id: str, attempt: int, rows: list[tuple[int | None, str, float, float]], offset: int
+        self,
+        job_id: str,
+        attempt: int,
+        rows: list[tuple[int | None, str, float, float]],
+        offset: int,
     ) -> None:
         """Add an attempt's new metric rows and move its read offset, in one transaction."""
         with self.transaction() as db:
@@ -467,7 +475,9 @@ class Store:
                 db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", batch)
         return len(batch)
 
-    def metrics(self, job_id: str, name: str | None = None) -> list[tuple[int, int | None, str, float, float]]:
+    def metrics(
+        self, job_id: str, name: str | None = None
+    ) -> list[tuple[int, int | None, str, float, float]]:
         """``(attempt, step, name, value, time)`` rows in logging order."""
         if name is None:
             rows = self._db.execute(
@@ -501,7 +511,9 @@ class Store:
         return [tuple(r)[1:] for r in rows], int(rows[-1][0])  # type: ignore[misc]
 
     def latest_step(self, job_id: str) -> int | None:
-        row = self._db.execute("SELECT MAX(step) FROM metrics WHERE job_id = ?", (job_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT MAX(step) FROM metrics WHERE job_id = ?", (job_id,)
+        ).fetchone()
         return None if row[0] is None else int(row[0])
 
     def first_step(self, job_id: str, attempt: int) -> tuple[int, float] | None:

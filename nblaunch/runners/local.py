@@ -65,9 +65,7 @@ class LocalRunner(Runner):
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
         if not _alive(handle):
             return
-        threading.Thread(
-            target=_terminate_tree, args=(handle["pid"], grace_s), daemon=True
-        ).start()
+        threading.Thread(target=_terminate_tree, args=(handle["pid"], grace_s), daemon=True).start()
 
     def preempt(self, handle: dict[str, Any]) -> None:
         # As a container runtime does: SIGTERM to the job's main process, which

@@ -29,7 +29,9 @@ def start_sampler(stop: threading.Event, interval_s: float = INTERVAL_S) -> thre
     return thread
 
 
-def _sample(pynvml: object, handles: list[object], stop: threading.Event, interval_s: float) -> None:
+def _sample(
+    pynvml: object, handles: list[object], stop: threading.Event, interval_s: float
+) -> None:
     nv = pynvml
     try:
         while not stop.wait(interval_s):

@@ -73,8 +73,10 @@ def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 def _skip_after_preemption(lines: list[str]) -> list[str]:
     if _state["preempted"]:
-        return ["raise __import__('nblaunch.runtime.kernel').runtime.kernel.Preempted("
-                "'job preempted; remaining cells skipped')\n"]
+        return [
+            "raise __import__('nblaunch.runtime.kernel').runtime.kernel.Preempted("
+            "'job preempted; remaining cells skipped')\n"
+        ]
     return lines
 
 
@@ -86,7 +88,9 @@ def _patch_wandb(wandb_run: Any) -> None:
     if getattr(original, "_nblaunch", False):
         return
 
-    def tee(self: Any, data: dict[str, Any], step: int | None = None, *args: Any, **kwargs: Any) -> Any:
+    def tee(
+        self: Any, data: dict[str, Any], step: int | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
         result = original(self, data, step, *args, **kwargs)
         # Under the HF Trainer the nblaunch callback records the same values with the
         # true global step; teeing them again would double every point.
@@ -102,7 +106,9 @@ def _patch_wandb(wandb_run: Any) -> None:
         try:
             self.summary.update(_cost_so_far())
         except Exception as exc:  # the run's own finish matters more than the cost line
-            print(f"nblaunch: could not write the cost to the wandb summary: {exc!r}", file=sys.stderr)
+            print(
+                f"nblaunch: could not write the cost to the wandb summary: {exc!r}", file=sys.stderr
+            )
         return original_finish(self, *args, **kwargs)
 
     run_cls.finish = finish
@@ -112,7 +118,10 @@ def _cost_so_far() -> dict[str, float]:
     """GPU-hours (and dollars, when the queue has a price) over all attempts so far."""
     gpus = int(os.environ.get("NBLAUNCH_GPUS", "0")) * int(os.environ.get("NBLAUNCH_NODES", "1"))
     started = float(os.environ.get("NBLAUNCH_ATTEMPT_STARTED", time.time()))
-    hours = float(os.environ.get("NBLAUNCH_PRIOR_GPU_HOURS", "0")) + gpus * (time.time() - started) / 3600
+    hours = (
+        float(os.environ.get("NBLAUNCH_PRIOR_GPU_HOURS", "0"))
+        + gpus * (time.time() - started) / 3600
+    )
     summary = {"gpu_hours": hours}
     price = os.environ.get("NBLAUNCH_PRICE_PER_GPU_HOUR")
     if price is not None:

@@ -30,7 +30,9 @@ def log(data: Mapping[str, Any], step: int | None = None, *, all_ranks: bool = F
     numbers = {str(k): float(v) for k, v in data.items() if _is_number(v)}
     if not numbers:
         return
-    line = json.dumps({"step": None if step is None else int(step), "time": time.time(), "metrics": numbers})
+    line = json.dumps(
+        {"step": None if step is None else int(step), "time": time.time(), "metrics": numbers}
+    )
     fd = os.open(os.path.join(run_dir, FILE_NAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (line + "\n").encode())
@@ -52,7 +54,9 @@ def _is_number(value: Any) -> bool:
     return False
 
 
-def read_new(path: str | os.PathLike[str], offset: int) -> tuple[list[tuple[int | None, str, float, float]], int]:
+def read_new(
+    path: str | os.PathLike[str], offset: int
+) -> tuple[list[tuple[int | None, str, float, float]], int]:
     """Complete lines after byte ``offset``: ``(step, name, value, time)`` rows and the new offset."""
     try:
         with open(path, "rb") as fh:

@@ -31,7 +31,9 @@ from nblaunch.runtime.environment import RESUME_MARKER, newest_checkpoint
 class Checkpointer:
     """Save and resume training state under ``folder`` (default: the job's checkpoint dir)."""
 
-    def __init__(self, folder: str | os.PathLike[str] | None = None, every: int = 0, keep: int = 2) -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str] | None = None, every: int = 0, keep: int = 2
+    ) -> None:
         default = os.environ.get("NBLAUNCH_CHECKPOINT_DIR", "checkpoints")
         self.folder = Path(folder or default)
         self.every = every
@@ -42,7 +44,9 @@ class Checkpointer:
     def due(self, step: int) -> bool:
         return bool(self.every) and step % self.every == 0
 
-    def save(self, step: int, model: Any, optimizer: Any = None, scheduler: Any = None, **extra: Any) -> Path:
+    def save(
+        self, step: int, model: Any, optimizer: Any = None, scheduler: Any = None, **extra: Any
+    ) -> Path:
         import torch
 
         if os.environ.get("RANK", "0") != "0":
@@ -70,7 +74,11 @@ class Checkpointer:
         """Restore the newest complete checkpoint; return its step (0 when none)."""
         import torch
 
-        path = Path(os.environ["NBLAUNCH_RESUME_FROM"]) if os.environ.get("NBLAUNCH_RESUME_FROM") else None
+        path = (
+            Path(os.environ["NBLAUNCH_RESUME_FROM"])
+            if os.environ.get("NBLAUNCH_RESUME_FROM")
+            else None
+        )
         if path is None or not (path / "state.pt").exists():
             path = newest_checkpoint(self.folder)
         if path is None or not (path / "state.pt").exists():

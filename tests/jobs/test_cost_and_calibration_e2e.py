@@ -13,7 +13,9 @@ from tests.conftest import make_notebook, run_cli, write_queues
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
-def test_cost_is_stored_shown_and_written_to_the_wandb_summary(nbl_home: Path, tmp_path: Path) -> None:
+def test_cost_is_stored_shown_and_written_to_the_wandb_summary(
+    nbl_home: Path, tmp_path: Path
+) -> None:
     write_queues(nbl_home, "[queues.local]\ngpus = 1\nprice_per_gpu_hour = 3600.0\n")
     nb = make_notebook(
         tmp_path / "cost.ipynb",
@@ -23,7 +25,9 @@ def test_cost_is_stored_shown_and_written_to_the_wandb_summary(nbl_home: Path, t
     assert job.wait(timeout=120).value == "succeeded", job.logs()
     data = job.to_dict()
     # $3600 per GPU-hour is $1 per GPU-second: the cost in dollars is the seconds the GPU was held.
-    assert 1.0 <= data["cost_usd"] < 30.0 and abs(data["cost_usd"] - data["gpu_hours"] * 3600.0) < 1e-9
+    assert (
+        1.0 <= data["cost_usd"] < 30.0 and abs(data["cost_usd"] - data["gpu_hours"] * 3600.0) < 1e-9
+    )
     shown = run_cli("show", job.id)
     assert f"${data['cost_usd']:.2f}" in shown.stdout
     run_dir = job.run_dir
@@ -31,7 +35,10 @@ def test_cost_is_stored_shown_and_written_to_the_wandb_summary(nbl_home: Path, t
     # wandb 0.31 keeps an offline run's summary inside its binary .wandb file; the
     # summary it prints at finish is the readable record.
     log = re.sub(r"\x1b\[[0-9;]*m", "", (run_dir / "logs" / "stderr.log").read_text())
-    summary = {k: float(v) for k, v in re.findall(r"wandb:\s+(compute_cost_usd|gpu_hours) ([0-9.e-]+)", log)}
+    summary = {
+        k: float(v)
+        for k, v in re.findall(r"wandb:\s+(compute_cost_usd|gpu_hours) ([0-9.e-]+)", log)
+    }
     assert summary["gpu_hours"] > 0 and summary["compute_cost_usd"] >= 1.0
     assert summary["compute_cost_usd"] <= data["cost_usd"]
 
@@ -41,7 +48,13 @@ def test_calibration_predicts_a_run_with_twice_the_steps(nbl_home: Path, tmp_pat
     folder.mkdir()
     shutil.copytree(NOTEBOOKS / "data", folder / "data")
     nb = shutil.copy(NOTEBOOKS / "01_quickstart.ipynb", folder / "01_quickstart.ipynb")
-    common = {"report_to": "", "logging_steps": 20, "save_steps": 10_000, "batch_size": 8, "seq_len": 64}
+    common = {
+        "report_to": "",
+        "logging_steps": 20,
+        "save_steps": 10_000,
+        "batch_size": 8,
+        "seq_len": 64,
+    }
 
     def tokens(steps: int) -> int:
         return steps * common["batch_size"] * common["seq_len"]
@@ -50,7 +63,9 @@ def test_calibration_predicts_a_run_with_twice_the_steps(nbl_home: Path, tmp_pat
     assert first.wait(timeout=600).value == "succeeded", first.logs()
     params = int(first.metrics("perf/model_params")[-1]["value"])
 
-    before = estimate(params=params, tokens=tokens(300), gpus=0, queue="local", root=nbl_home, mfu=None)
+    before = estimate(
+        params=params, tokens=tokens(300), gpus=0, queue="local", root=nbl_home, mfu=None
+    )
     second = nblaunch.submit(nb, params={**common, "max_steps": 300}, name="measured")
     assert second.wait(timeout=600).value == "succeeded", second.logs()
     attempt = second._store.attempts(second.id)[-1]
@@ -58,4 +73,8 @@ def test_calibration_predicts_a_run_with_twice_the_steps(nbl_home: Path, tmp_pat
     measured_s = attempt.finished_at - attempt.running_at
     predicted_s = before.hours * 3600
     assert "calibrat" in before.mfu_source, before.mfu_source
-    assert abs(predicted_s - measured_s) <= 0.25 * measured_s, (predicted_s, measured_s, before.to_dict())
+    assert abs(predicted_s - measured_s) <= 0.25 * measured_s, (
+        predicted_s,
+        measured_s,
+        before.to_dict(),
+    )

@@ -26,7 +26,9 @@ def _running_with_metric(job: nblaunch.Job, name: str, timeout: float = 120) -> 
     raise AssertionError(f"no {name!r} metric while running: {job.status_line()}")
 
 
-def test_wandb_log_and_nblaunch_log_reach_the_store_while_running(nbl_home: Path, tmp_path: Path) -> None:
+def test_wandb_log_and_nblaunch_log_reach_the_store_while_running(
+    nbl_home: Path, tmp_path: Path
+) -> None:
     release = tmp_path / "release"
     nb = make_notebook(
         tmp_path / "logs.ipynb",

@@ -17,7 +17,7 @@ from tests.conftest import make_notebook, write_queues
 TYPED = {
     "an_int": 7,
     "a_float": 5e-05,
-    "a_str": "it's \"quoted\"; $(echo pwned) `id` && rm -rf / | cat > x",
+    "a_str": 'it\'s "quoted"; $(echo pwned) `id` && rm -rf / | cat > x',
     "a_list": [64, 64],
     "a_dict": {"lr": 0.1, "layers": [1, 2], "name": "x"},
     "a_bool": True,
@@ -30,8 +30,20 @@ CASES: dict[str, tuple[list[str], str | None, dict[str, Any]]] = {
     "sys_exit_1": (["import sys\nsys.exit(1)"], None, {}),
     "kills_own_kernel": (["import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"], None, {}),
     "keyboard_interrupt": (["raise KeyboardInterrupt"], None, {}),
-    "prints_megabytes": (["print('x' * 4_000_000)", "import sys\nsys.stderr.write('y' * 1_000_000)"], None, {}),
-    "magics_and_shell": (["%time y = sum(range(10))", "!echo from-shell && exit 0", "out = !echo captured\nassert out == ['captured'], out"], None, {}),
+    "prints_megabytes": (
+        ["print('x' * 4_000_000)", "import sys\nsys.stderr.write('y' * 1_000_000)"],
+        None,
+        {},
+    ),
+    "magics_and_shell": (
+        [
+            "%time y = sum(range(10))",
+            "!echo from-shell && exit 0",
+            "out = !echo captured\nassert out == ['captured'], out",
+        ],
+        None,
+        {},
+    ),
     "typed_params": (
         [
             "assert an_int == 7 and type(an_int) is int\n"
@@ -45,16 +57,30 @@ CASES: dict[str, tuple[list[str], str | None, dict[str, Any]]] = {
         TYPED,
     ),
     "no_parameters_cell": (["assert lr == 0.5, lr"], None, {"lr": 0.5}),
-    "writes_files": (["open('written.txt', 'w').write('hello')", "import os\nassert os.path.exists('written.txt')"], None, {}),
+    "writes_files": (
+        [
+            "open('written.txt', 'w').write('hello')",
+            "import os\nassert os.path.exists('written.txt')",
+        ],
+        None,
+        {},
+    ),
     "wrong_param_type_fails": (["assert isinstance(n, int), type(n)"], "n = 1", {"n": "three"}),
 }
 
 
 def _papermill_outcome(nb: Path, out: Path, params: dict[str, Any], cwd: Path) -> dict[str, Any]:
     try:
-        papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(cwd), progress_bar=False)
+        papermill.execute_notebook(
+            str(nb), str(out), parameters=params, cwd=str(cwd), progress_bar=False
+        )
     except papermill.PapermillExecutionError as exc:
-        return {"state": "failed", "ename": exc.ename, "evalue": exc.evalue, "cell_index": exc.cell_index}
+        return {
+            "state": "failed",
+            "ename": exc.ename,
+            "evalue": exc.evalue,
+            "cell_index": exc.cell_index,
+        }
     except DeadKernelError:
         return {"state": "failed", "ename": "DeadKernelError", "evalue": None, "cell_index": None}
     return {"state": "succeeded", "ename": None, "evalue": None, "cell_index": None}
@@ -64,7 +90,12 @@ def _nblaunch_outcome(job: nblaunch.Job) -> dict[str, Any]:
     state = job.wait(timeout=240)
     err = job.row.error or {}
     evalue = err.get("evalue") if err.get("ename") != "DeadKernelError" else None
-    return {"state": state.value, "ename": err.get("ename"), "evalue": evalue, "cell_index": err.get("cell_index")}
+    return {
+        "state": state.value,
+        "ename": err.get("ename"),
+        "evalue": evalue,
+        "cell_index": err.get("cell_index"),
+    }
 
 
 def test_outcomes_match_bare_papermill(nbl_home: Path, tmp_path: Path) -> None:

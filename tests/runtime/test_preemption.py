@@ -68,7 +68,11 @@ def test_preempted_twice_resumes_to_identical_losses(nbl_home: Path, tmp_path: P
     assert min(_losses(drilled, 2)) > 10 and min(_losses(drilled, 3)) > min(_losses(drilled, 2))
 
     # The same wandb run id across attempts; checkpoints logged as model artifacts.
-    run_ids = {p.name.rsplit("-", 2)[-1] for a in attempts for p in (a.run_dir / "wandb").glob("offline-run-*")}
+    run_ids = {
+        p.name.rsplit("-", 2)[-1]
+        for a in attempts
+        for p in (a.run_dir / "wandb").glob("offline-run-*")
+    }
     assert run_ids == {drilled.id}, run_ids
     manifest = drilled.row.job_dir / "checkpoints" / "tiny-gpt2" / "artifacts.jsonl"
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
@@ -77,5 +81,10 @@ def test_preempted_twice_resumes_to_identical_losses(nbl_home: Path, tmp_path: P
     for record in records:
         assert record["aliases"] == ["latest", f"step-{record['step']}"]
         assert record["artifact"] == f"model-nbl-{drilled.id}"
-    staged = [p for a in attempts for p in (a.run_dir / "wandb-data" / "artifacts" / "staging").rglob("*") if p.is_file()]
+    staged = [
+        p
+        for a in attempts
+        for p in (a.run_dir / "wandb-data" / "artifacts" / "staging").rglob("*")
+        if p.is_file()
+    ]
     assert staged, "no artifact files staged for wandb sync"
