@@ -202,6 +202,14 @@ class Job:
             wake(self._root)
         return row.state
 
+    def preempt(self) -> None:
+        """Send the job what a spot reclaim sends (a drill): it checkpoints, stops and
+        is requeued to resume."""
+        from nblaunch.agent.lockfile import wake
+
+        self._store.request_preempt(self.id)
+        wake(self._root)
+
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         """Wait, then return the run's ``result.json``; raise ``JobFailedError`` unless it succeeded."""
         state = self.wait(timeout)
