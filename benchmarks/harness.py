@@ -25,7 +25,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 @contextlib.contextmanager
 def isolated_home(queues: str = "") -> Iterator[Path]:
-    """A temporary ``NBLAUNCH_HOME`` for this process and its children; its agent is stopped after."""
+    """A temporary ``NBLAUNCH_HOME`` for this process and its children.
+
+    The agent started in it is stopped on the way out."""
     old = os.environ.get("NBLAUNCH_HOME")
     with tempfile.TemporaryDirectory(prefix="nbl-bench-") as tmp:
         home = Path(tmp) / "home"

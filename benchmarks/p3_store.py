@@ -56,7 +56,8 @@ def main() -> None:
         ours = nblaunch_store(Path(tmp))
         bare = bare_sqlite(Path(tmp))
     report("P3", "store submit+claim+finish", ours, "jobs/s", bare,
-           "bare sqlite3, same transactions", ">= 1000 jobs/s", ours >= 1000, higher_is_better=True)  # fmt: skip
+           "bare sqlite3, same transactions", ">= 1000 jobs/s", ours >= 1000,
+           higher_is_better=True)  # fmt: skip
 
 
 if __name__ == "__main__":

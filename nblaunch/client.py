@@ -211,7 +211,10 @@ class Job:
         wake(self._root)
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
-        """Wait, then return the run's ``result.json``; raise ``JobFailedError`` unless it succeeded."""
+        """Wait, then return the run's ``result.json``.
+
+        Raises ``JobFailedError`` (papermill's fields, output notebook, logs)
+        unless the job succeeded."""
         state = self.wait(timeout)
         row = self.row
         if state is not State.SUCCEEDED:
@@ -235,7 +238,7 @@ class Job:
     def metrics(self, name: str | None = None) -> list[dict[str, Any]]:
         """Logged metric rows ``{attempt, step, name, value, time}`` in logging order."""
         keys = ("attempt", "step", "name", "value", "time")
-        return [dict(zip(keys, r)) for r in self._store.metrics(self.id, name)]
+        return [dict(zip(keys, r, strict=True)) for r in self._store.metrics(self.id, name)]
 
     def metrics_since(self, cursor: int = 0) -> tuple[list[tuple[Any, ...]], int]:
         """Metric rows logged after ``cursor`` and the cursor for the next call."""

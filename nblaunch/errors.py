@@ -82,7 +82,8 @@ class JobFailedError(NBLaunchError):
         where = f" in cell {self.cell_index}" if self.cell_index is not None else ""
         what = f": {self.ename}: {self.evalue}" if self.ename else ""
         super().__init__(
-            f"job {job_id} {state}{where}{what} (output notebook: {output_notebook}, logs: {log_dir})"
+            f"job {job_id} {state}{where}{what} "
+            f"(output notebook: {output_notebook}, logs: {log_dir})"
         )
 
     def _render_traceback_(self) -> list[str]:

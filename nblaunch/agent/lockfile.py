@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -75,10 +76,8 @@ def open_wake_channel(root: Path) -> tuple[int, int]:
     FIFO never reports end-of-file between nudges."""
     path = wake_path(root)
     if not path.exists():
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkfifo(path, 0o600)
-        except FileExistsError:
-            pass
     read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     write_fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
     return read_fd, write_fd

@@ -63,7 +63,8 @@ class Agent:
         if lock_fd is None:
             raise NBLaunchError(
                 f"an agent is already running for {self.root} "
-                f"(pid {lockfile.holder_pid(self.root)}); stop it first or use another NBLAUNCH_HOME"
+                f"(pid {lockfile.holder_pid(self.root)}); "
+                "stop it first or use another NBLAUNCH_HOME"
             )
         os.ftruncate(lock_fd, 0)
         os.write(lock_fd, str(os.getpid()).encode())

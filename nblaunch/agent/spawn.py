@@ -68,7 +68,8 @@ def _start_background_agent(root: Path) -> int:
             raise NBLaunchError(f"the background agent exited at start; see {agent_log_path(root)}")
         time.sleep(0.005)
     raise NBLaunchError(
-        f"the background agent did not start within {START_TIMEOUT_S:g}s; see {agent_log_path(root)}"
+        f"the background agent did not start within {START_TIMEOUT_S:g}s; "
+        f"see {agent_log_path(root)}"
     )
 
 

@@ -93,7 +93,8 @@ def load_queues(root: Path) -> dict[str, QueueConfig]:
         unknown_top = set(raw) - {"queues"}
         if unknown_top:
             raise ConfigError(
-                f"{path}: unknown table {sorted(unknown_top)[0]!r}; put each queue under [queues.NAME]"
+                f"{path}: unknown table {sorted(unknown_top)[0]!r}; "
+                "put each queue under [queues.NAME]"
             )
         tables = raw.get("queues", {})
         if not isinstance(tables, dict):

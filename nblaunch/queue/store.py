@@ -481,7 +481,8 @@ class Store:
         """``(attempt, step, name, value, time)`` rows in logging order."""
         if name is None:
             rows = self._db.execute(
-                "SELECT attempt, step, name, value, time FROM metrics WHERE job_id = ? ORDER BY rowid",
+                """SELECT attempt, step, name, value, time FROM metrics
+                   WHERE job_id = ? ORDER BY rowid""",
                 (job_id,),
             )
         else:

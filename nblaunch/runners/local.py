@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -96,19 +97,13 @@ def _terminate_tree(pid: int, grace_s: float) -> None:
     except psutil.NoSuchProcess:
         return
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(procs, timeout=grace_s)
     # Children started during the grace period are caught here too.
     for proc in list(alive):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             alive.extend(c for c in proc.children(recursive=True) if c not in alive)
-        except psutil.NoSuchProcess:
-            pass
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass

@@ -27,7 +27,9 @@ def outcome_from_result(run_dir: Path, exit_code: int | None) -> Outcome:
             outcome="runtime_crashed",
             error={
                 "ename": "RuntimeCrashed",
-                "evalue": f"the job runtime {how} before writing result.json; see {run_dir / 'logs'}",
+                "evalue": (
+                    f"the job runtime {how} before writing result.json; see {run_dir / 'logs'}"
+                ),
                 "cell_index": None,
             },
         )

@@ -57,7 +57,9 @@ def _is_number(value: Any) -> bool:
 def read_new(
     path: str | os.PathLike[str], offset: int
 ) -> tuple[list[tuple[int | None, str, float, float]], int]:
-    """Complete lines after byte ``offset``: ``(step, name, value, time)`` rows and the new offset."""
+    """Complete lines after byte ``offset``.
+
+    Returns ``(step, name, value, time)`` rows and the offset to read from next."""
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)
