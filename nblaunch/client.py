@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from nblaunch.errors import CapacityError, JobFailedError
+from nblaunch.errors import CapacityError, ConfigError, JobFailedError, UnknownQueueError
 from nblaunch.home import home, jobs_dir, store_path
 from nblaunch.jobs.bundle import check_notebook, read_notebook, write_bundle
 from nblaunch.jobs.spec import JobSpec, parse_priority, priority_name
@@ -248,7 +248,12 @@ class Job:
         """GPU-hours and dollars so far over all attempts (a running one counts live)."""
         from nblaunch.jobs.cost import actual_cost
 
-        return actual_cost(self._store, self.row, get_queue(self._root, self.row.queue))
+        try:
+            config = get_queue(self._root, self.row.queue)
+        except (UnknownQueueError, ConfigError):
+            # The queue was renamed or its file broken since: the history stays readable.
+            return {"cost_usd": None, "gpu_hours": None, "price_per_gpu_hour": None}
+        return actual_cost(self._store, self.row, config)
 
     def progress(self) -> dict[str, Any]:
         """Newest step, ``max_steps`` when the job reported it, fraction and ETA in seconds.

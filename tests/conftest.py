@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,8 +29,37 @@ def nbl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
     client._store.cache_clear()
     yield root
+    kill_attempts(root)
     stop_agent(root)
     client._store.cache_clear()
+
+
+def kill_attempts(root: Path) -> None:
+    """End every process of a job still running: attempts outlive their agent by
+    design, so stopping the agent alone would leave them behind."""
+    import psutil
+
+    from nblaunch.client import store
+
+    db = store(root)
+    for job in db.jobs():
+        if job.final:
+            continue
+        for attempt in db.attempts(job.id):
+            pid = (attempt.handle or {}).get("pid")
+            if not pid:
+                continue
+            try:
+                proc = psutil.Process(pid)
+                if proc.create_time() != attempt.handle["create_time"]:
+                    continue
+                procs = [proc, *proc.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for p in procs:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+            psutil.wait_procs(procs, timeout=10)
 
 
 def stop_agent(root: Path, timeout: float = 10) -> None:

@@ -19,7 +19,7 @@ from types import FrameType
 
 from nblaunch.agent import lockfile
 from nblaunch.errors import NBLaunchError, TransitionError
-from nblaunch.home import store_path
+from nblaunch.home import queues_file, store_path
 from nblaunch.jobs.cost import actual_cost
 from nblaunch.queue.config import LocalQueueConfig, QueueConfig, load_queues
 from nblaunch.queue.states import State
@@ -42,6 +42,17 @@ class Agent:
     _cancelling: set[tuple[str, int]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
+        self.queues: dict[str, QueueConfig] = {}
+        self.runners: dict[str, Runner] = {}
+        self._config_stamp: float | None = None
+        self._load_config()
+        self.store = Store(store_path(self.root))
+
+    def _load_config(self) -> None:
+        """(Re)read queues.toml. Runners of unchanged queues are kept: they hold
+        the attempts' child processes."""
+        path = queues_file(self.root)
+        self._config_stamp = path.stat().st_mtime if path.exists() else None
         configs = load_queues(self.root)
         if self.queue_names:
             unknown = [q for q in self.queue_names if q not in configs]
@@ -50,16 +61,38 @@ class Agent:
                     f"unknown queue {unknown[0]!r}; known queues: {', '.join(sorted(configs))}"
                 )
             configs = {q: configs[q] for q in self.queue_names}
-        self.queues: dict[str, QueueConfig] = configs
-        self.runners: dict[str, Runner] = {
-            name: runner_class(cfg.runner)(cfg) for name, cfg in configs.items()
-        }
-        self.store = Store(store_path(self.root))
+        runners = {}
+        for name, cfg in configs.items():
+            runner = self.runners.get(name)
+            if runner is None or runner.name != cfg.runner:
+                runner = runner_class(cfg.runner)(cfg)
+            runner.queue = cfg
+            runners[name] = runner
+        self.queues, self.runners = configs, runners
+
+    def _reload_if_changed(self) -> None:
+        path = queues_file(self.root)
+        stamp = path.stat().st_mtime if path.exists() else None
+        if stamp == self._config_stamp:
+            return
+        try:
+            self._load_config()
+        except NBLaunchError as exc:  # a typo in the file must not stop running jobs
+            self._config_stamp = stamp
+            log.error("queues.toml not reloaded: %s", exc)
+            return
+        log.info("queues.toml reloaded; serving %s", ", ".join(self.queues))
 
     # -- lifetime ----------------------------------------------------------
 
     def run(self) -> int:
-        lock_fd = lockfile.try_hold(lockfile.agent_lock_path(self.root))
+        lock_fd = None
+        # A submitter probing for a live agent holds the lock for an instant.
+        for _ in range(100):
+            lock_fd = lockfile.try_hold(lockfile.agent_lock_path(self.root))
+            if lock_fd is not None or lockfile.holder_pid(self.root) is not None:
+                break
+            time.sleep(0.005)
         if lock_fd is None:
             raise NBLaunchError(
                 f"an agent is already running for {self.root} "
@@ -139,12 +172,24 @@ class Agent:
     def step(self) -> bool:
         """Reconcile running attempts, act on cancels, start what fits.
         Returns whether any job of these queues is waiting or running."""
+        self._reload_if_changed()
         for job, attempt in self.store.active_attempts(self.queues):
-            self._watch(job, attempt)
+            try:
+                self._watch(job, attempt)
+            except Exception:  # one attempt's trouble must not stop the others
+                log.exception("watching %s attempt %d failed; retrying next pass", job.id, attempt.n)
+        pool = [n for n, c in self.queues.items() if isinstance(c, LocalQueueConfig)]
         for name, cfg in self.queues.items():
-            gpu_slots, cpu_slots = _slots(cfg)
+            gpu_ids, cpu_slots = _slots(cfg)
             while (
-                claimed := self.store.claim(name, gpu_slots, cpu_slots, os.getpid())
+                claimed := self.store.claim(
+                    name,
+                    len(gpu_ids),
+                    cpu_slots,
+                    os.getpid(),
+                    gpu_ids=gpu_ids,
+                    gpu_pool=pool if name in pool else None,
+                )
             ) is not None:
                 self._start(*claimed)
         return self.store.has_work(self.queues)
@@ -163,7 +208,7 @@ class Agent:
         if job.preempt_requested_at is not None:
             log.info("preempting %s attempt %d", job.id, attempt.n)
             runner.preempt(attempt.handle)
-            self.store.clear_preempt_request(job.id)
+            self.store.clear_preempt_request(job.id, job.preempt_requested_at)
         outcome = runner.poll(attempt.handle, attempt.run_dir)
         self._ingest(job, attempt)
         if outcome is not None:
@@ -275,7 +320,13 @@ def _decide(job: JobRow, outcome: Outcome) -> tuple[State, str, dict[str, object
     return outcome.state, what, {"error": outcome.error}
 
 
-def _slots(cfg: QueueConfig) -> tuple[int, int]:
+def _slots(cfg: QueueConfig) -> tuple[list[int], int]:
+    """Physical GPU ids behind the queue's slots, and its CPU-job slots."""
     if isinstance(cfg, LocalQueueConfig):
-        return cfg.gpu_slots(), cfg.cpu_slots()
-    return cfg.gpus or 0, 1 << 30
+        slots = cfg.gpu_slots()
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        ids = [int(v) for v in visible.split(",") if v.strip().isdigit()]
+        if len(ids) < slots:  # unset, UUIDs, or more slots configured than listed
+            ids = list(range(slots))
+        return ids[:slots], cfg.cpu_slots()
+    return list(range(cfg.gpus or 0)), 1 << 30

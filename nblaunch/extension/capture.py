@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nblaunch.jobs.environment import requirements
 
-__all__ = ["Origin", "notebook_path", "origin", "refresh_requirements"]
+__all__ = ["Origin", "notebook_path", "origin"]
 
 # Where frontends leave the running notebook's path: VS Code's variable,
 # ipykernel's ``__session__`` (copied from JPY_SESSION_NAME), then the
@@ -83,29 +82,3 @@ def origin(namespace: Mapping[str, Any], cell_id: str | None = None) -> Origin:
     folder = path.parent if path is not None and path.parent.is_dir() else Path.cwd()
     return Origin(notebook=path, submit_dir=folder, cell_id=cell_id)
 
-
-_site_stamp: tuple[tuple[str, int], ...] | None = None
-
-
-def refresh_requirements() -> None:
-    """Forget the cached distribution list when a packages folder changed.
-
-    ``pip install`` (or ``%pip install``) in the kernel adds a ``*.dist-info``
-    folder to a ``site-packages`` entry of ``sys.path``, which changes that
-    folder's mtime; a stat per entry is far cheaper than re-reading every
-    distribution's metadata. Other entries (the notebook's own folder, which
-    every autosave touches) are left out.
-    """
-    global _site_stamp
-    stamp = []
-    for entry in sys.path:
-        if Path(entry).name not in ("site-packages", "dist-packages"):
-            continue
-        try:
-            stamp.append((entry, os.stat(entry).st_mtime_ns))
-        except OSError:
-            continue
-    current = tuple(stamp)
-    if current != _site_stamp:
-        requirements.cache_clear()
-        _site_stamp = current

@@ -15,7 +15,6 @@ from typing import Any
 
 from nblaunch.client import Job, submit_spec
 from nblaunch.extension import display
-from nblaunch.extension.capture import refresh_requirements
 from nblaunch.jobs.spec import JobSpec, parse_priority
 from nblaunch.queue.states import State
 
@@ -38,7 +37,6 @@ def spec_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 def submit_all(items: Sequence[Item]) -> list[Job]:
     """Queue every ``(spec, notebook)``; the bundle records the current environment."""
-    refresh_requirements()
     return [submit_spec(spec, nb) for spec, nb in items]
 
 
@@ -49,7 +47,6 @@ def dry_run(items: Sequence[Item]) -> list[Path]:
     from nblaunch.jobs.bundle import check_notebook, write_bundle
     from nblaunch.queue.config import get_queue
 
-    refresh_requirements()
     root = home()
     folder = Path(tempfile.mkdtemp(prefix="nblaunch-dry-run-"))
     bundles = []

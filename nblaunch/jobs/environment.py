@@ -6,22 +6,22 @@ import hashlib
 import os
 import subprocess
 import sys
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from typing import Any
 
 from nblaunch.home import home
 
 
-@lru_cache(maxsize=1)
 def requirements() -> str:
     """Installed distributions as ``name==version`` lines.
 
     Reading every distribution's metadata costs most of a second with a
     training stack installed, so the result is cached on disk, keyed by the
     metadata folders on ``sys.path``: any install, upgrade or removal changes
-    that listing and so the key.
+    that listing and so the key (a ``%pip install`` in a long-lived kernel is
+    seen by its next submit).
     """
     cache = home() / "cache" / f"requirements-{_installed_fingerprint()}.txt"
     try:
@@ -72,12 +72,24 @@ def git_state(folder: Path) -> dict[str, Any]:
     return {
         "repository": True,
         "root": top,
-        "remote": _git(folder, "remote", "get-url", "origin"),
+        "remote": _without_credentials(_git(folder, "remote", "get-url", "origin")),
         "branch": _git(folder, "rev-parse", "--abbrev-ref", "HEAD"),
         "commit": commit,
         "dirty": bool(diff),
         "diff": diff or None,
     }
+
+
+def _without_credentials(url: str | None) -> str | None:
+    """``https://user:token@host/repo`` → ``https://host/repo``: tokens never travel in a bundle."""
+    if not url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _git(folder: Path, *args: str) -> str | None:

@@ -144,6 +144,17 @@ class Store:
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
 
+    def _one(self, sql: str, args: Any = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()  # type: ignore[no-any-return]
+
+    def _all(self, sql: str, args: Any = ()) -> list[sqlite3.Row]:
+        """Reads hold the connection's lock too: a kernel thread and the widget
+        poller share one connection, and neither may read inside the other's
+        open transaction."""
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
     def close(self) -> None:
         self._db.close()
 
@@ -205,12 +216,12 @@ class Store:
 
     def job(self, job_id: str) -> JobRow:
         """The job with this id, or the one job whose id starts with it."""
-        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if row is None and job_id:
-            rows = self._db.execute(
+            rows = self._all(
                 "SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
                 (job_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
-            ).fetchall()
+            )
             row = rows[0] if len(rows) == 1 else None
         if row is None:
             raise UnknownJobError(
@@ -233,62 +244,87 @@ class Store:
                 args.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         tail = f"LIMIT {int(limit)}" if limit else ""
-        rows = self._db.execute(f"SELECT * FROM jobs {where} ORDER BY seq DESC {tail}", args)
+        rows = self._all(f"SELECT * FROM jobs {where} ORDER BY seq DESC {tail}", args)
         return [_job(r) for r in rows]
 
     def queue_position(self, job: JobRow) -> int | None:
         """1-based place among the queue's waiting jobs, in the order they will be picked."""
         if job.state is not State.QUEUED:
             return None
-        ahead = self._db.execute(
+        ahead = self._one(
             """SELECT COUNT(*) FROM jobs WHERE queue = ? AND state = 'queued'
                AND (priority > ? OR (priority = ? AND seq < ?))""",
             (job.queue, job.priority, job.priority, job.seq),
-        ).fetchone()[0]
+        )[0]
         return int(ahead) + 1
+
+    def state_counts(self, queue: str) -> dict[str, int]:
+        rows = self._all("SELECT state, COUNT(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,))
+        return {state: int(n) for state, n in rows}
+
+    def gpus_in_use(self, queue: str) -> int:
+        row = self._one(
+            """SELECT COALESCE(SUM(gpus), 0) FROM jobs
+               WHERE queue = ? AND state IN ('starting', 'running')""",
+            (queue,),
+        )
+        return int(row[0]) if row else 0
 
     def has_work(self, queues: Iterable[str]) -> bool:
         names = list(queues)
         marks = ",".join("?" * len(names))
-        row = self._db.execute(
+        row = self._one(
             f"""SELECT 1 FROM jobs WHERE queue IN ({marks})
                 AND state IN ('queued', 'starting', 'running') LIMIT 1""",
             names,
-        ).fetchone()
+        )
         return row is not None
 
     def next_wakeup(self, queues: Iterable[str]) -> float | None:
         """Earliest time a backed-off queued job becomes eligible, if any."""
         names = list(queues)
         marks = ",".join("?" * len(names))
-        row = self._db.execute(
-            f"SELECT MIN(not_before) FROM jobs WHERE queue IN ({marks}) AND state = 'queued'",
-            names,
-        ).fetchone()
+        row = self._one(
+            f"""SELECT MIN(not_before) FROM jobs WHERE queue IN ({marks}) AND state = 'queued'
+                AND not_before > ?""",
+            (*names, time.time()),
+        )
         return row[0]
 
     # -- the agent's moves -------------------------------------------------
 
     def claim(
-        self, queue: str, gpu_slots: int, cpu_slots: int, agent_pid: int
+        self,
+        queue: str,
+        gpu_slots: int,
+        cpu_slots: int,
+        agent_pid: int,
+        *,
+        gpu_ids: list[int] | None = None,
+        gpu_pool: list[str] | None = None,
     ) -> tuple[JobRow, AttemptRow] | None:
         """Move the best queued job that fits free resources to ``starting``.
 
         Higher priority first, then older. A GPU job that does not fit blocks
         the GPU jobs behind it (no starvation of large jobs); jobs that need no
-        GPU still start while CPU slots are free.
+        GPU still start while CPU slots are free. ``gpu_ids`` are the physical
+        devices behind the slots (default ``0..gpu_slots-1``); ``gpu_pool`` the
+        queues sharing those devices, so two queues never hand out one GPU.
         """
         now = time.time()
+        devices = list(gpu_ids) if gpu_ids is not None else list(range(gpu_slots))
+        pool = list(gpu_pool or [queue])
+        marks = ",".join("?" * len(pool))
         with self.transaction() as db:
             active = db.execute(
-                """SELECT j.gpus, a.gpu_ids FROM jobs j JOIN attempts a
+                f"""SELECT j.queue, j.gpus, a.gpu_ids FROM jobs j JOIN attempts a
                    ON a.job_id = j.id AND a.n = j.attempt
-                   WHERE j.queue = ? AND j.state IN ('starting', 'running')""",
-                (queue,),
+                   WHERE j.queue IN ({marks}) AND j.state IN ('starting', 'running')""",
+                pool,
             ).fetchall()
-            used = {int(g) for _, ids in active for g in ids.split(",") if g}
-            cpu_busy = sum(1 for gpus, _ in active if gpus == 0)
-            free_ids = [i for i in range(gpu_slots) if i not in used]
+            used = {int(g) for _, _, ids in active for g in ids.split(",") if g}
+            cpu_busy = sum(1 for q, gpus, _ in active if gpus == 0 and q == queue)
+            free_ids = [i for i in devices if i not in used]
             candidates = db.execute(
                 """SELECT id, gpus FROM jobs WHERE queue = ? AND state = 'queued'
                    AND not_before <= ? ORDER BY priority DESC, seq LIMIT 256""",
@@ -408,9 +444,14 @@ class Store:
             )
         return self.job(job.id)
 
-    def clear_preempt_request(self, job_id: str) -> None:
+    def clear_preempt_request(self, job_id: str, requested_at: float) -> None:
+        """Mark the request served, unless a newer one arrived meanwhile."""
         with self.transaction() as db:
-            db.execute("UPDATE jobs SET preempt_requested_at = NULL WHERE id = ?", (job_id,))
+            db.execute(
+                "UPDATE jobs SET preempt_requested_at = NULL "
+                "WHERE id = ? AND preempt_requested_at = ?",
+                (job_id, requested_at),
+            )
 
     def ingest_metrics(
         self,
@@ -430,35 +471,31 @@ class Store:
                 (offset, job_id, attempt),
             )
 
-    def update_attempt(self, job_id: str, n: int, **fields: Any) -> None:
-        with self.transaction() as db:
-            self._update_attempt(db, job_id, n, fields)
-
     def attempts(self, job_id: str) -> list[AttemptRow]:
-        rows = self._db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY n", (job_id,))
+        rows = self._all("SELECT * FROM attempts WHERE job_id = ? ORDER BY n", (job_id,))
         return [_attempt(r) for r in rows]
 
     def active_attempts(self, queues: Iterable[str]) -> list[tuple[JobRow, AttemptRow]]:
         names = list(queues)
         marks = ",".join("?" * len(names))
         states = ",".join(f"'{s.value}'" for s in ACTIVE)
-        rows = self._db.execute(
+        rows = self._all(
             f"""SELECT j.id FROM jobs j WHERE j.queue IN ({marks}) AND j.state IN ({states})
                 ORDER BY j.seq""",
             names,
-        ).fetchall()
+        )
         out = []
         for (job_id,) in rows:
             job = self.job(job_id)
-            attempt = self._db.execute(
+            attempt = self._one(
                 "SELECT * FROM attempts WHERE job_id = ? AND n = ?", (job_id, job.attempt)
-            ).fetchone()
+            )
             if attempt is not None:
                 out.append((job, _attempt(attempt)))
         return out
 
     def events(self, job_id: str) -> list[EventRow]:
-        rows = self._db.execute(
+        rows = self._all(
             """SELECT job_id, attempt, time, from_state, to_state, reason FROM events
                WHERE job_id = ? ORDER BY id""",
             (job_id,),
@@ -480,13 +517,13 @@ class Store:
     ) -> list[tuple[int, int | None, str, float, float]]:
         """``(attempt, step, name, value, time)`` rows in logging order."""
         if name is None:
-            rows = self._db.execute(
+            rows = self._all(
                 """SELECT attempt, step, name, value, time FROM metrics
                    WHERE job_id = ? ORDER BY rowid""",
                 (job_id,),
             )
         else:
-            rows = self._db.execute(
+            rows = self._all(
                 """SELECT attempt, step, name, value, time FROM metrics
                    WHERE job_id = ? AND name = ? ORDER BY rowid""",
                 (job_id, name),
@@ -502,28 +539,31 @@ class Store:
         with ``cursor=0``. The scan seeks by rowid (``+job_id`` keeps SQLite off
         the ``metrics_job`` index), so a poll costs what is new, not the history.
         """
-        rows = self._db.execute(
+        rows = self._all(
             """SELECT rowid, attempt, step, name, value, time FROM metrics
                WHERE rowid > ? AND +job_id = ? ORDER BY rowid""",
             (cursor, job_id),
-        ).fetchall()
+        )
         if not rows:
-            return [], cursor
+            # Nothing new for this job: later rows get higher rowids (the table
+            # is append-only), so the next poll may start at today's end.
+            top = self._one("SELECT MAX(rowid) FROM metrics")
+            return [], max(cursor, int(top[0] or 0)) if top else cursor
         return [tuple(r)[1:] for r in rows], int(rows[-1][0])  # type: ignore[misc]
 
     def latest_step(self, job_id: str) -> int | None:
-        row = self._db.execute(
+        row = self._one(
             "SELECT MAX(step) FROM metrics WHERE job_id = ?", (job_id,)
-        ).fetchone()
+        )
         return None if row[0] is None else int(row[0])
 
     def first_step(self, job_id: str, attempt: int) -> tuple[int, float] | None:
         """``(step, time)`` of the first stepped metric of an attempt, for rates."""
-        row = self._db.execute(
+        row = self._one(
             """SELECT step, time FROM metrics WHERE job_id = ? AND attempt = ? AND step IS NOT NULL
                ORDER BY rowid LIMIT 1""",
             (job_id, attempt),
-        ).fetchone()
+        )
         return None if row is None else (int(row[0]), float(row[1]))
 
     # -- agents ------------------------------------------------------------
@@ -547,7 +587,7 @@ class Store:
             )
 
     def latest_agent(self) -> AgentRow | None:
-        row = self._db.execute("SELECT * FROM agents ORDER BY id DESC LIMIT 1").fetchone()
+        row = self._one("SELECT * FROM agents ORDER BY id DESC LIMIT 1")
         return _agent(row) if row else None
 
     # -- helpers -----------------------------------------------------------

@@ -69,10 +69,19 @@ def read_new(
     end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next read
     rows = []
     for raw in chunk[:end].splitlines():
-        try:
-            entry = json.loads(raw)
-        except ValueError:
-            continue
-        for name, value in entry.get("metrics", {}).items():
-            rows.append((entry.get("step"), name, float(value), float(entry["time"])))
+        rows.extend(_parse_line(raw))
     return rows, offset + end
+
+
+def _parse_line(raw: bytes) -> list[tuple[int | None, str, float, float]]:
+    """A line's rows; a malformed line (a notebook may write anything here) is skipped
+    rather than stopping the agent on it forever."""
+    try:
+        entry = json.loads(raw)
+        step = entry.get("step")
+        when = float(entry["time"])
+        metrics = entry["metrics"]
+        step = None if step is None else int(step)
+        return [(step, str(k), float(v), when) for k, v in metrics.items()]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
