@@ -9,6 +9,7 @@ execution with a kernel of its own (``nblaunch.runtime.rank``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
+
+import psutil
 
 from nblaunch.runtime.environment import job_environment
 
@@ -39,8 +42,12 @@ class SignalForwarder:
     """Remembers which signals arrived and passes each on to the child processes
     (the kernel, or torchrun and through it every rank)."""
 
-    def __init__(self) -> None:
+    def __init__(self, marker: Path) -> None:
         self.received: list[int] = []
+        # A SIGTERM that lands before the kernel exists has no one to forward
+        # to; the kernel's hooks look for this file when they start.
+        self.marker = marker
+        os.environ["NBLAUNCH_PREEMPT_MARKER"] = str(marker)
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,13 +55,11 @@ class SignalForwarder:
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received.append(signum)
-        import psutil
-
+        if signum == signal.SIGTERM:
+            self.marker.touch()
         for child in psutil.Process().children():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 child.send_signal(signum)
-            except psutil.NoSuchProcess:
-                pass
 
     @property
     def preempted(self) -> bool:
@@ -66,10 +71,10 @@ def main(argv: list[str]) -> int:
         print("usage: python -m nblaunch.runtime BUNDLE RUN_DIR", file=sys.stderr)
         return 2
     bundle, run_dir = Path(argv[0]).resolve(), Path(argv[1]).resolve()
-    forwarder = SignalForwarder()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    forwarder = SignalForwarder(run_dir / ".nblaunch-preempted")
     forwarder.install()
     started = time.time()
-    run_dir.mkdir(parents=True, exist_ok=True)
     spec = json.loads((bundle / "job.json").read_text())
     prepare_environment(spec, run_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s nblaunch.runtime %(message)s")
@@ -78,7 +83,7 @@ def main(argv: list[str]) -> int:
 
     start_sampler(stop_sampling)
     try:
-        if ranks_per_node(spec) > 1 or spec["nodes"] > 1:
+        if distributed(spec):
             from nblaunch.runtime.launch import run_distributed
 
             result = run_distributed(bundle, run_dir, spec, forwarder)
@@ -104,10 +109,17 @@ def prepare_environment(spec: dict[str, Any], run_dir: Path) -> None:
     os.environ["NBLAUNCH_STRATEGY"] = spec["strategy"]
     os.environ["NBLAUNCH_GPUS"] = str(spec["gpus"])
     os.environ["NBLAUNCH_NODES"] = str(spec["nodes"])
+    os.environ["NBLAUNCH_ATTEMPT_STARTED"] = repr(time.time())
     if "zero" in options:
         os.environ["NBLAUNCH_ZERO_STAGE"] = str(options["zero"])
     if options.get("offload"):
         os.environ["NBLAUNCH_OFFLOAD"] = "1"
+
+
+def distributed(spec: dict[str, Any]) -> bool:
+    """Whether the job runs under torchrun. Any strategy does, even with one rank:
+    DeepSpeed and FSDP set themselves up from the launcher's variables."""
+    return spec["strategy"] != "none" or int(spec["nodes"]) > 1
 
 
 def ranks_per_node(spec: dict[str, Any]) -> int:
@@ -129,6 +141,8 @@ def run_notebook(
     import papermill
     from nbclient.exceptions import DeadKernelError
 
+    if forwarder.preempted:  # told to stop before the notebook started: run nothing
+        return ended(forwarder, "preempted", None)
     try:
         papermill.execute_notebook(
             str(bundle / "notebook.ipynb"),

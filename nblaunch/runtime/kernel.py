@@ -141,6 +141,9 @@ def install() -> None:
         return
     _state["installed"] = True
     signal.signal(signal.SIGTERM, _on_sigterm)
+    marker = os.environ.get("NBLAUNCH_PREEMPT_MARKER")
+    if marker and os.path.exists(marker):
+        _state["preempted"] = True  # SIGTERM came while this kernel was starting
     try:
         from IPython import get_ipython
 

@@ -1,9 +1,10 @@
 """``python -m nblaunch.runtime.rank BUNDLE RUN_DIR``: one rank of a multi-process job.
 
 Started by torchrun with RANK / LOCAL_RANK / WORLD_SIZE set; the rank's kernel
-inherits them. Rank 0 writes the job's ``output.ipynb``; every rank keeps its
-own notebook, log and result under ``ranks/N/``. Each rank ends with
-``os._exit`` after flushing: torch's C++ teardown after a distributed run
+inherits them. Every rank keeps its log and result under ``ranks/N/``; rank 0's
+output notebook is the job's ``output.ipynb`` and its streams also go to the
+job's logs, the others keep their notebook beside their log. Each rank ends
+with ``os._exit`` after flushing: torch's C++ teardown after a distributed run
 otherwise aborts now and then.
 """
 
@@ -13,27 +14,44 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import IO, cast
 
 from nblaunch.runtime.execute import SignalForwarder, exit_code, run_notebook, write_json
 
 
 def main(argv: list[str]) -> int:
     bundle, run_dir = Path(argv[0]), Path(argv[1])
-    forwarder = SignalForwarder()
-    forwarder.install()
     rank = int(os.environ["RANK"])
     folder = run_dir / "ranks" / str(rank)
     folder.mkdir(parents=True, exist_ok=True)
+    forwarder = SignalForwarder(folder / ".nblaunch-preempted")
+    forwarder.install()
     spec = json.loads((bundle / "job.json").read_text())
     output = run_dir / "output.ipynb" if rank == 0 else folder / "output.ipynb"
-    with open(folder / "stdout.log", "a") as out, open(folder / "stderr.log", "a") as err:
-        result = run_notebook(
-            bundle, output, folder, spec, forwarder,
-            stdout=sys.stdout if rank == 0 else out,
-            stderr=sys.stderr if rank == 0 else err,
-        )  # fmt: skip
+    with open(folder / "stdout.log", "a") as out_log, open(folder / "stderr.log", "a") as err_log:
+        out: IO[str] = out_log
+        err: IO[str] = err_log
+        if rank == 0:  # rank 0 speaks for the job: its streams go to the job's logs as well
+            out, err = cast(IO[str], Tee(out, sys.stdout)), cast(IO[str], Tee(err, sys.stderr))
+        result = run_notebook(bundle, output, folder, spec, forwarder, stdout=out, stderr=err)
     write_json(folder / "result.json", result)
     return exit_code(result)
+
+
+class Tee:
+    """Writes and flushes several text streams as one (all papermill asks of a stream)."""
+
+    def __init__(self, *streams: IO[str]) -> None:
+        self._streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self._streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self._streams:
+            stream.flush()
 
 
 if __name__ == "__main__":

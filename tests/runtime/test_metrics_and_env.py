@@ -130,3 +130,23 @@ def test_in_job_modules_import_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_preemption_while_the_attempt_starts_is_still_a_preemption(
+    nbl_home: Path, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    nb = make_notebook(
+        tmp_path / "early.ipynb",
+        "import os\nwith open(marks, 'a') as fh:\n    fh.write(os.environ['NBLAUNCH_ATTEMPT'] + '\\n')",
+        params="marks = ''",
+    )
+    job = nblaunch.submit(nb, params={"marks": str(marks)})
+    while job.state.value != "running":
+        time.sleep(0.005)
+    job.preempt()  # lands while the runtime or its kernel is still starting
+    assert job.wait(timeout=120).value == "succeeded", job.logs()
+    attempts = job._store.attempts(job.id)
+    assert [a.state.value for a in attempts] == ["preempted", "succeeded"]
+    # The preempted attempt ran none of the notebook; the resumed one ran it once.
+    assert marks.read_text().split() == ["2"]
