@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from nblaunch.queue.states import FINAL, State
 from nblaunch.widgets import render, snapshot
 from nblaunch.widgets.chart import PALETTE, LiveChart
+from nblaunch.widgets.fallback import StaticFallback
 from nblaunch.widgets.poller import poller
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ _FINAL_REFRESHES = 2  # refreshes after the job ended, to take in late metrics
 _PROGRESS_EVERY = 10  # re-read progress (for the ETA) at least every 10th refresh
 
 
-class JobCard(w.VBox):
+class JobCard(StaticFallback, w.VBox):
     """A live view of one job.
 
     Parameters
@@ -109,7 +111,7 @@ class JobCard(w.VBox):
                 if name not in NOT_PLOTTED:
                     self.chart.append(name, step, value, attempt)
             before = self.snapshot
-            if before.get("state") in _FINAL_STATES and not rows:
+            if before.get("state") in FINAL and not rows:
                 snap = {**before}  # an ended job changes no more
             else:
                 # Job.progress() scans the job's metrics: only when steps or the state moved
@@ -129,7 +131,7 @@ class JobCard(w.VBox):
                 self._update_picker()
             self._render(snap)
             self.chart.flush()
-            if snap["state"] in _FINAL_STATES:
+            if snap["state"] in FINAL:
                 self._final_refreshes += 1
                 return self._final_refreshes <= _FINAL_REFRESHES
             self._final_refreshes = 0
@@ -143,8 +145,10 @@ class JobCard(w.VBox):
             self.details.value = render.job_details_html(snap)
             self.bar.layout.visibility = "visible" if frac is not None else "hidden"
             self.bar.value = float(frac or 0.0)
-            self.bar.bar_style = {"succeeded": "success", "failed": "danger"}.get(state, "info")
-            final = state in _FINAL_STATES
+            self.bar.bar_style = {State.SUCCEEDED: "success", State.FAILED: "danger"}.get(
+                state, "info"
+            )
+            final = state in FINAL
             self.cancel_button.disabled = final
             if final and self.actions.children[0] is not self.cancel_button:
                 self._keep()
@@ -249,14 +253,6 @@ class JobCard(w.VBox):
                 break
         return render.job_card_html(self.snapshot, curve)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
-            return None
-        bundle["text/plain"] = self.text()
-        bundle["text/html"] = self.html()
-        return bundle
-
     def close(self) -> None:
         poller().unregister(self)
         for name in _PARTS:
@@ -281,7 +277,6 @@ _PARTS = (
     "actions",
     "chart_box",
 )
-_FINAL_STATES = frozenset({"succeeded", "failed", "preempted", "lost", "cancelled"})
 
 
 def _relative_to_cwd(path: Path) -> str | None:

@@ -9,17 +9,28 @@ suggestion. Everything is computed by ``nblaunch.jobs.estimate.estimate``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import ipywidgets as w
 
 from nblaunch.widgets import render
+from nblaunch.widgets.fallback import StaticFallback
 
 __all__ = ["CostEstimate"]
 
 _DEFAULT = "(queue default)"
 _STRATEGIES = ("ddp", "fsdp", "deepspeed", "none")
+_W = TypeVar("_W", bound=w.DOMWidget)
+
+
+def _estimate_defaults() -> dict[str, Any]:
+    """Every ``estimate()`` argument that has a default, with it."""
+    from nblaunch.jobs.estimate import estimate
+
+    parameters = inspect.signature(estimate).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 
 
 def _gpu_names() -> list[str]:
@@ -38,7 +49,7 @@ def _queue_names(root: Any) -> list[str]:
         return []
 
 
-class CostEstimate(w.VBox):
+class CostEstimate(StaticFallback, w.VBox):
     """Estimate a training run interactively.
 
     Parameters
@@ -46,121 +57,98 @@ class CostEstimate(w.VBox):
     params, tokens
         Model size and training tokens: a count or a string like ``7B``
         (``params`` may also be an HF config or model, kept as given).
-    gpu, gpus, nodes, strategy, zero, offload, queue, spot
-        As for ``nblaunch.jobs.estimate.estimate``; each becomes a control.
-    price_per_gpu_hour, spot_price_per_gpu_hour
-        USD per GPU-hour when the queue sets none (0 or None: the queue's).
-    **fixed
-        Further ``estimate`` arguments (``batch_size``, ``seq_len``,
-        ``epochs``, ``root`` …) passed unchanged.
+    **options
+        Keyword arguments of ``nblaunch.jobs.estimate.estimate``, with its
+        defaults. ``gpu``, ``gpus``, ``nodes``, ``strategy``, ``zero``,
+        ``offload``, ``queue``, ``spot``, ``price_per_gpu_hour`` and
+        ``spot_price_per_gpu_hour`` each become a control (a price of 0 or
+        None: the queue's); the rest (``batch_size``, ``seq_len``,
+        ``epochs``, ``root`` …) are passed unchanged.
     """
 
-    def __init__(
-        self,
-        params: Any = "1B",
-        tokens: Any = "10B",
-        *,
-        gpu: str | None = None,
-        gpus: int = 1,
-        nodes: int = 1,
-        strategy: str = "ddp",
-        zero: int | None = None,
-        offload: bool = False,
-        queue: str | None = None,
-        spot: bool = False,
-        price_per_gpu_hour: float | None = None,
-        spot_price_per_gpu_hour: float | None = None,
-        **fixed: Any,
-    ) -> None:
-        self.fixed = dict(fixed)
+    def __init__(self, params: Any = "1B", tokens: Any = "10B", **options: Any) -> None:
+        values = {**_estimate_defaults(), **options}  # each control takes its own out
         self.estimate: dict[str, Any] | None = None
         self.error: str | None = None
         self._params_object = None if isinstance(params, (str, int, float)) else params
         style = {"description_width": "110px"}
 
-        def wide() -> w.Layout:  # one Layout each: zero's is hidden on its own
-            return w.Layout(width="300px")
+        def control(kind: type[_W], **kwargs: Any) -> _W:
+            # one Layout each: zero's is hidden on its own
+            return kind(style=style, layout=w.Layout(width="300px"), **kwargs)
 
-        self.params = w.Text(
+        def price(value: float | None, description: str) -> w.BoundedFloatText:
+            return control(
+                w.BoundedFloatText,
+                value=value or 0.0,
+                min=0.0,
+                max=1e6,
+                step=0.1,
+                description=description,
+            )
+
+        self.params = control(
+            w.Text,
             value=str(params) if self._params_object is None else type(params).__name__,
             description="model params",
             disabled=self._params_object is not None,
             continuous_update=False,
-            style=style,
-            layout=wide(),
         )
-        self.tokens = w.Text(
-            value=str(tokens),
-            description="tokens",
-            continuous_update=False,
-            style=style,
-            layout=wide(),
+        self.tokens = control(
+            w.Text, value=str(tokens), description="tokens", continuous_update=False
         )
+        gpu = values.pop("gpu")
         gpu_options = [_DEFAULT, *_gpu_names()]
         if gpu is not None and gpu not in gpu_options:
             gpu_options.append(gpu)
-        self.gpu = w.Dropdown(
-            options=gpu_options,
-            value=gpu or _DEFAULT,
-            description="GPU",
-            style=style,
-            layout=wide(),
+        self.gpu = control(
+            w.Dropdown, options=gpu_options, value=gpu or _DEFAULT, description="GPU"
         )
-        self.gpus = w.BoundedIntText(
-            value=gpus, min=0, max=100_000, description="GPUs per node", style=style, layout=wide()
+        self.gpus = control(
+            w.BoundedIntText,
+            value=values.pop("gpus"),
+            min=0,
+            max=100_000,
+            description="GPUs per node",
         )
-        self.nodes = w.BoundedIntText(
-            value=nodes, min=1, max=100_000, description="nodes", style=style, layout=wide()
+        self.nodes = control(
+            w.BoundedIntText, value=values.pop("nodes"), min=1, max=100_000, description="nodes"
         )
-        self.strategy = w.Dropdown(
+        self.strategy = control(
+            w.Dropdown,
             options=list(_STRATEGIES),
-            value=strategy,
+            value=values.pop("strategy"),
             description="strategy",
-            style=style,
-            layout=wide(),
         )
-        self.zero = w.Dropdown(
+        zero = values.pop("zero")
+        self.zero = control(
+            w.Dropdown,
             options=[("auto", -1), ("0", 0), ("1", 1), ("2", 2), ("3", 3)],
             value=-1 if zero is None else zero,
             description="ZeRO stage",
-            style=style,
-            layout=wide(),
         )
-        self.offload = w.Checkbox(value=offload, description="offload optimizer to CPU")
-        root = fixed.get("root")
-        queues = _queue_names(root)
+        self.offload = w.Checkbox(
+            value=values.pop("offload"), description="offload optimizer to CPU"
+        )
+        queue = values.pop("queue")
+        queues = _queue_names(values.get("root"))
         if queue is not None and queue not in queues:
             queues.append(queue)
-        self.queue = w.Dropdown(
+        self.queue = control(
+            w.Dropdown,
             options=[("(none)", ""), *[(q, q) for q in queues]],
             value=queue or "",
             description="queue",
-            style=style,
-            layout=wide(),
         )
-        self.price = w.BoundedFloatText(
-            value=price_per_gpu_hour or 0.0,
-            min=0.0,
-            max=1e6,
-            step=0.1,
-            description="$ / GPU-hour",
-            style=style,
-            layout=wide(),
-        )
-        self.spot_price = w.BoundedFloatText(
-            value=spot_price_per_gpu_hour or 0.0,
-            min=0.0,
-            max=1e6,
-            step=0.1,
-            description="spot $ / GPU-h",
-            style=style,
-            layout=wide(),
-        )
+        self.price = price(values.pop("price_per_gpu_hour"), "$ / GPU-hour")
+        self.spot_price = price(values.pop("spot_price_per_gpu_hour"), "spot $ / GPU-h")
         self.spot = w.ToggleButtons(
             options=["on-demand", "spot"],
-            value="spot" if spot else "on-demand",
+            value="spot" if values.pop("spot") else "on-demand",
             style={"button_width": "100px"},
         )
+        #: the caller's other ``estimate`` arguments, passed unchanged
+        self.fixed = {k: v for k, v in values.items() if k in options}
         self.result = w.HTML(layout=w.Layout(min_width="320px", padding="0 0 0 16px"))
         inputs = w.VBox(
             layout=w.Layout(flex="0 0 auto", width="320px"),
@@ -179,8 +167,8 @@ class CostEstimate(w.VBox):
                 self.spot,
             ],
         )
-        for control in inputs.children:
-            control.observe(self._changed, names="value")
+        for widget in inputs.children:
+            widget.observe(self._changed, names="value")
         super().__init__([w.HBox([inputs, self.result])])
         self.add_class("nbl-cost-estimate")
         self.update()
@@ -264,10 +252,5 @@ class CostEstimate(w.VBox):
             return f"estimate: {self.error}"
         return render.estimate_text(self.estimate, spot=self.spot.value == "spot")
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
-            return None
-        bundle["text/plain"] = self.text()
-        bundle["text/html"] = self.result.value
-        return bundle
+    def html(self) -> str:
+        return str(self.result.value)

@@ -136,9 +136,12 @@ class ViewTracking:
 
     _seen_view = False
 
-    def _track_views(self) -> None:
+    def _track_views(self, register: bool) -> None:
+        """Start counting the frontend's views; ``register``: refresh from now on."""
         self._view_count = 0  # type: ignore[assignment]
         self.observe(self._on_views, names="_view_count")  # type: ignore[attr-defined]
+        if register:
+            poller().register(self)  # type: ignore[arg-type]
 
     def _on_views(self, change: dict[str, Any]) -> None:
         if change["new"]:

@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from nblaunch.queue.states import ACTIVE, State
+
 __all__ = [
-    "ACTIVE_STATES",
     "EVAL_LOSS",
     "GPU_METRICS",
     "QUEUE_COLUMNS",
@@ -53,18 +54,21 @@ __all__ = [
 TRAIN_LOSS = ("loss", "train/loss", "train_loss")
 EVAL_LOSS = ("eval_loss", "eval/loss", "val_loss", "val/loss")
 GPU_METRICS = ("gpu/utilization", "gpu/memory_used_gb", "gpu/temperature_c", "gpu/power_w")
-ACTIVE_STATES = ("queued", "starting", "running")
 
 STATE_COLORS: dict[str, str] = {
-    "queued": "#6c7a89",
-    "starting": "#b7791f",
-    "running": "#1f6feb",
-    "succeeded": "#1a7f37",
-    "failed": "#cf222e",
-    "preempted": "#d4690b",
-    "lost": "#8250df",
-    "cancelled": "#57606a",
+    State.QUEUED: "#6c7a89",
+    State.STARTING: "#b7791f",
+    State.RUNNING: "#1f6feb",
+    State.SUCCEEDED: "#1a7f37",
+    State.FAILED: "#cf222e",
+    State.PREEMPTED: "#d4690b",
+    State.LOST: "#8250df",
+    State.CANCELLED: "#57606a",
 }
+#: states whose snapshot shows the job's error (queued: a retry is waiting)
+_SHOWS_ERROR = frozenset({State.FAILED, State.LOST, State.PREEMPTED, State.QUEUED})
+#: states before the output notebook is written
+_NO_OUTPUT_YET = frozenset({State.QUEUED, State.STARTING})
 
 _MUTED = "color:var(--jp-ui-font-color2,#666)"
 _FONT = "font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;line-height:1.45"
@@ -132,7 +136,7 @@ def projected_cost(snap: Mapping[str, Any]) -> float | None:
     """Cost at completion, extrapolated from the cost so far and the progress."""
     cost = (snap.get("cost") or {}).get("cost_usd")
     fraction = (snap.get("progress") or {}).get("fraction")
-    if cost is None or not fraction or snap.get("state") not in ("starting", "running"):
+    if cost is None or not fraction or snap.get("state") not in ACTIVE:
         return None
     return float(cost) / float(fraction)
 
@@ -182,7 +186,7 @@ def _attempt_text(snap: Mapping[str, Any]) -> str:
 
 def _where_text(snap: Mapping[str, Any]) -> str:
     state = snap.get("state")
-    if state == "queued":
+    if state == State.QUEUED:
         pos = snap.get("queue_position")
         place = f"#{pos} in queue {snap.get('queue')}" if pos else f"waiting in {snap.get('queue')}"
         attempt = _attempt_text(snap)
@@ -192,7 +196,7 @@ def _where_text(snap: Mapping[str, Any]) -> str:
 
 def _error_text(snap: Mapping[str, Any]) -> str:
     err = snap.get("error")
-    if not err or snap.get("state") not in ("failed", "lost", "preempted", "queued"):
+    if not err or snap.get("state") not in _SHOWS_ERROR:
         return ""
     text = f"{err.get('ename') or 'Error'}: {err.get('evalue') or ''}".rstrip(": ")
     if err.get("cell_index") is not None:
@@ -240,7 +244,7 @@ def job_details_html(snap: Mapping[str, Any]) -> str:
     elapsed = elapsed_s(snap)
     if elapsed is not None:
         timing.append(f"elapsed <b>{fmt_duration(elapsed)}</b>")
-    if progress.get("eta_s") is not None and snap.get("state") == "running":
+    if progress.get("eta_s") is not None and snap.get("state") == State.RUNNING:
         timing.append(f"ETA <b>{fmt_duration(progress['eta_s'])}</b>")
     step = progress.get("step")
     if step is not None:
@@ -346,7 +350,7 @@ def job_text(snap: Mapping[str, Any]) -> str:
     elapsed = elapsed_s(snap)
     if elapsed is not None:
         parts.append(f"elapsed {fmt_duration(elapsed)}")
-    if progress.get("eta_s") is not None and snap.get("state") == "running":
+    if progress.get("eta_s") is not None and snap.get("state") == State.RUNNING:
         parts.append(f"ETA {fmt_duration(progress['eta_s'])}")
     latest = snap.get("latest") or {}
     for group in (TRAIN_LOSS, EVAL_LOSS):
@@ -364,7 +368,7 @@ def job_text(snap: Mapping[str, Any]) -> str:
     err = _error_text(snap)
     if err:
         lines.append(f"  error: {err}")
-    if snap.get("output_notebook") and snap.get("state") not in ("queued", "starting"):
+    if snap.get("output_notebook") and snap.get("state") not in _NO_OUTPUT_YET:
         lines.append(f"  output: {snap['output_notebook']}")
     return "\n".join(lines)
 
@@ -516,18 +520,17 @@ def queue_text(
 # -- estimate -----------------------------------------------------------------
 
 
+def _spot_or(est: Mapping[str, Any], key: str, spot: bool) -> Any:
+    """``est["spot_<key>"]`` when ``spot`` and known, else the on-demand ``est[key]``."""
+    value = est.get(f"spot_{key}") if spot else None
+    return value if value is not None else est.get(key)
+
+
 def estimate_html(
     est: Mapping[str, Any], *, spot: bool = False, gpus: int | None = None, gpu: str | None = None
 ) -> str:
     """Hours and dollars (spot or on-demand first), MFU, memory verdict and suggestion."""
-    hours = (
-        est.get("spot_hours") if spot and est.get("spot_hours") is not None else est.get("hours")
-    )
-    cost = (
-        est.get("spot_cost_usd")
-        if spot and est.get("spot_cost_usd") is not None
-        else est.get("cost_usd")
-    )
+    hours, cost = _spot_or(est, "hours", spot), _spot_or(est, "cost_usd", spot)
     other_cost = est.get("cost_usd") if spot else est.get("spot_cost_usd")
     kind = "spot" if spot else "on-demand"
     on = f" on {gpus}× {escape(gpu)}" if gpus and gpu else (f" on {gpus} GPU(s)" if gpus else "")
@@ -575,14 +578,7 @@ def estimate_error_html(message: str) -> str:
 
 
 def estimate_text(est: Mapping[str, Any], *, spot: bool = False) -> str:
-    hours = (
-        est.get("spot_hours") if spot and est.get("spot_hours") is not None else est.get("hours")
-    )
-    cost = (
-        est.get("spot_cost_usd")
-        if spot and est.get("spot_cost_usd") is not None
-        else est.get("cost_usd")
-    )
+    hours, cost = _spot_or(est, "hours", spot), _spot_or(est, "cost_usd", spot)
     text = f"estimate: {fmt_usd(cost)} ({'spot' if spot else 'on-demand'}), " + (
         f"{fmt_duration(float(hours) * 3600)}" if hours is not None else "—"
     )

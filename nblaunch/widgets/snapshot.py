@@ -1,22 +1,26 @@
 """What the widgets read, in one place: plain-dict snapshots of jobs and queues.
 
-Everything goes through ``nblaunch.client`` (``Job``, ``Queue``) and the cost
-and estimate modules; no SQL. The dicts are what ``render`` draws.
+Everything goes through ``nblaunch.client`` (``Job``, ``Queue``, and the
+store's per-queue counts and sweep look-up); no SQL. A tick reads what it
+shows, not the queue's whole history. The dicts are what ``render`` draws.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from nblaunch.queue.states import ACTIVE, FINAL, State
 
 if TYPE_CHECKING:
     from nblaunch.client import Job, Queue
 
 __all__ = [
+    "FILTERS",
+    "LIVE",
     "MetricRow",
-    "job_cost",
     "job_estimate",
     "job_params",
     "job_snapshot",
@@ -29,54 +33,39 @@ __all__ = [
 
 MetricRow = tuple[int, "int | None", str, float, float]  # attempt, step, name, value, time
 
-ACTIVE = ("queued", "starting", "running")
-FILTERS: dict[str, tuple[str, ...] | None] = {
+#: states in which a job may still change: waiting for a slot, or holding one
+LIVE = frozenset({State.QUEUED}) | ACTIVE
+
+#: the queue table's filters and the states each shows (None: every state)
+FILTERS: dict[str, frozenset[State] | None] = {
     "all": None,
-    "active": ACTIVE,
-    "queued": ("queued",),
-    "running": ("starting", "running"),
-    "succeeded": ("succeeded",),
-    "failed": ("failed", "lost", "preempted"),
-    "cancelled": ("cancelled",),
+    "active": LIVE,
+    "queued": frozenset({State.QUEUED}),
+    "running": ACTIVE,
+    "succeeded": frozenset({State.SUCCEEDED}),
+    "failed": frozenset({State.FAILED, State.LOST, State.PREEMPTED}),
+    "cancelled": frozenset({State.CANCELLED}),
 }
+
+#: order of the per-state counts in the queue's header
+_COUNT_ORDER = (
+    State.RUNNING,
+    State.STARTING,
+    State.QUEUED,
+    State.SUCCEEDED,
+    State.FAILED,
+    State.PREEMPTED,
+    State.LOST,
+    State.CANCELLED,
+)
 
 
 def metrics_since(job: Job, cursor: int) -> tuple[list[MetricRow], int]:
     """Metric rows logged after ``cursor`` and the next cursor (start at 0).
 
-    Uses ``Job.metrics_since`` (one indexed seek; a poll costs only what is
-    new). Until the client has it, the job's store answers the same call.
+    ``Job.metrics_since`` is one indexed seek: a poll costs only what is new.
     """
-    method = getattr(job, "metrics_since", None)
-    if method is not None:
-        rows, cursor = method(cursor)
-    else:
-        rows, cursor = job._store.metrics_since(job.id, cursor)
-    return [tuple(r) if not isinstance(r, Mapping) else _row(r) for r in rows], cursor  # type: ignore[misc]
-
-
-def _row(r: Mapping[str, Any]) -> MetricRow:
-    return (r["attempt"], r["step"], r["name"], r["value"], r["time"])
-
-
-def job_cost(job: Job) -> dict[str, Any] | None:
-    """``{"cost_usd", "gpu_hours"}`` so far, or None when the queue has no price."""
-    method = getattr(job, "cost", None)
-    if callable(method):
-        return method()  # type: ignore[no-any-return]
-    try:
-        from nblaunch.jobs.cost import actual_cost
-    except ImportError:
-        return None
-    from nblaunch.client import Queue
-    from nblaunch.errors import NBLaunchError
-
-    row = job.row
-    try:
-        config = Queue(row.queue, root=job._root).config
-    except NBLaunchError:
-        return None
-    return dict(actual_cost(job._store, row, config))
+    return job.metrics_since(cursor)
 
 
 def job_estimate(job: Job) -> dict[str, Any] | None:
@@ -110,7 +99,7 @@ def job_snapshot(
     if latest is None:
         latest = {name: value for _a, _s, name, value, _t in metrics_since(job, 0)[0]}
     snap["latest"] = dict(latest)
-    snap["cost"] = dict(cost) if cost is not None else job_cost(job)
+    snap["cost"] = dict(cost) if cost is not None else _cost(snap)
     snap["estimate"] = dict(estimate) if estimate is not None else job_estimate(job)
     snap["now"] = time.time() if now is None else now
     return snap
@@ -144,47 +133,62 @@ def queue_snapshot(
     state_filter: str = "all",
     limit: int = 50,
     now: float | None = None,
-    final_costs: dict[str, Any] | None = None,
+    final_rows: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The queue's summary and its newest ``limit`` jobs passing ``state_filter``.
 
-    ``final_costs`` caches the cost of jobs that ended (it never changes again).
+    The summary counts in the store (``state_counts``, ``gpus_in_use``); only
+    the jobs shown are loaded. ``final_rows`` caches the rows of jobs that
+    ended (a final state is never left, so they never change again); it keeps
+    only the rows shown this time.
     """
+    from nblaunch.client import store
+
     now = time.time() if now is None else now
-    jobs = queue.jobs()
-    rows = [j.row for j in jobs]
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.state.value] = counts.get(r.state.value, 0) + 1
-    used = sum(r.gpus for r in rows if r.state.value in ("starting", "running"))
+    db = store(queue._root)
+    counts = db.state_counts(queue.name)
     states = FILTERS.get(state_filter)
-    chosen = [
-        j for j, r in zip(jobs, rows, strict=True) if states is None or r.state.value in states
-    ]
     out = []
-    for job in chosen[:limit]:
-        d = job.to_dict()
-        if d["started_at"] is None:
-            d["cost"] = None
-        elif final_costs is not None and d["id"] in final_costs:
-            d["cost"] = final_costs[d["id"]]
-        else:
-            d["cost"] = job_cost(job)
-            if final_costs is not None and d["state"] not in ACTIVE:
-                final_costs[d["id"]] = d["cost"]
+    for job in _newest_jobs(queue, states, limit):
+        d = final_rows.get(job.id) if final_rows is not None else None
+        if d is None:
+            d = job.to_dict()
+            d["cost"] = None if d["started_at"] is None else _cost(d)
+            if final_rows is not None and d["state"] in FINAL:
+                final_rows[job.id] = d
         out.append(d)
+    if final_rows is not None:
+        for job_id in final_rows.keys() - {d["id"] for d in out}:
+            del final_rows[job_id]
+    order = {s.value: n for n, s in enumerate(_COUNT_ORDER)}
     summary = {
         "name": queue.name,
         "runner": queue.config.runner,
         "gpu_slots": queue.gpu_slots(),
-        "gpus_used": used,
-        "counts": {s: counts[s] for s in sorted(counts, key=_state_order)},
+        "gpus_used": db.gpus_in_use(queue.name),
+        "counts": {s: counts[s] for s in sorted(counts, key=lambda s: order.get(s, len(order)))},
         "shown": len(out),
-        "total": len(chosen),
+        "total": sum(n for s, n in counts.items() if states is None or s in states),
         "filter": state_filter,
         "now": now,
     }
     return summary, out
+
+
+def _newest_jobs(queue: Queue, states: frozenset[State] | None, limit: int) -> list[Job]:
+    """The queue's newest ``limit`` jobs in ``states`` (any state when None)."""
+    if states is None or len(states) == 1:
+        state = None if states is None else next(iter(states)).value
+        return queue.jobs(state=state, limit=limit)
+    # The newest ``limit`` of each state hold the newest ``limit`` of them all
+    # (by id: a job that moved between the reads shows once).
+    found = {job.id: job for s in states for job in queue.jobs(state=s.value, limit=limit)}
+    return sorted(found.values(), key=lambda job: job.row.seq, reverse=True)[:limit]
+
+
+def _cost(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The cost ``Job.to_dict()`` already holds, in the snapshot's ``cost`` shape."""
+    return {"cost_usd": d["cost_usd"], "gpu_hours": d["gpu_hours"]}
 
 
 def queue_job(queue: Queue, job_id: str) -> Job:
@@ -194,26 +198,12 @@ def queue_job(queue: Queue, job_id: str) -> Job:
     return Job(job_id, root=queue._root)
 
 
-def _state_order(state: str) -> int:
-    order = (
-        "running",
-        "starting",
-        "queued",
-        "succeeded",
-        "failed",
-        "preempted",
-        "lost",
-        "cancelled",
-    )
-    return order.index(state) if state in order else len(order)
+def sweep_jobs(sweep_id: str, root: Path | None = None, *, known: Container[str] = ()) -> list[Job]:
+    """Every job submitted with ``sweep_id``, oldest first, across all queues.
 
+    Jobs whose ids are in ``known`` (the caller holds them already) are left out.
+    """
+    from nblaunch.client import Job, store
 
-def sweep_jobs(sweep_id: str, root: Path | None = None) -> list[Job]:
-    """Every job submitted with ``sweep_id``, oldest first, across all queues."""
-    from nblaunch.client import Queue
-
-    found: list[Job] = []
-    for queue in Queue.all(root):
-        found.extend(j for j in queue.jobs() if j.row.sweep_id == sweep_id)
-    found.sort(key=lambda j: j.row.submitted_at)
-    return found
+    rows = store(root).jobs(sweep_id=sweep_id)  # newest first
+    return [Job(row.id, root=root) for row in reversed(rows) if row.id not in known]

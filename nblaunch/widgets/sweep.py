@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from nblaunch.queue.states import FINAL
 from nblaunch.widgets import render, snapshot
 from nblaunch.widgets.chart import PALETTE, LiveChart
+from nblaunch.widgets.fallback import StaticFallback
 from nblaunch.widgets.poller import ViewTracking, poller
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ __all__ = ["SweepBoard"]
 _DISCOVER_EVERY = 5  # look for new jobs of the sweep every 5th tick
 
 
-class SweepBoard(ViewTracking, w.VBox):
+class SweepBoard(ViewTracking, StaticFallback, w.VBox):
     """Live overlay of a sweep's curves.
 
     Parameters
@@ -73,9 +75,7 @@ class SweepBoard(ViewTracking, w.VBox):
         super().__init__([self.header, self.metric, self.chart])
         self.add_class("nbl-sweep-board")
         self.refresh(force=True)
-        self._track_views()
-        if live:
-            poller().register(self)
+        self._track_views(register=live)
 
     def __repr__(self) -> str:
         return f"SweepBoard({self.sweep_id!r})"
@@ -84,12 +84,11 @@ class SweepBoard(ViewTracking, w.VBox):
         with self._lock:
             self._tick += 1
             if force or self._tick % _DISCOVER_EVERY == 0:
-                for job in snapshot.sweep_jobs(self.sweep_id, self.root):
-                    if job.id not in self.jobs:
-                        self.jobs[job.id] = job
-                        self.params[job.id] = snapshot.job_params(job)
-                        self._cursors[job.id] = 0
-            active = [j for j in self.jobs if self.states.get(j) not in _FINAL]
+                for job in snapshot.sweep_jobs(self.sweep_id, self.root, known=self.jobs):
+                    self.jobs[job.id] = job
+                    self.params[job.id] = snapshot.job_params(job)
+                    self._cursors[job.id] = 0
+            active = [j for j in self.jobs if self.states.get(j) not in FINAL]
             if not force and not active and self._tick % _DISCOVER_EVERY:
                 return True
             for job_id in active or list(self.jobs):
@@ -194,13 +193,8 @@ class SweepBoard(ViewTracking, w.VBox):
             line += f"\n  best {render.fmt_number(best['y'])}: {best['job']} {best['label']}"
         return line
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
-            return None
-        bundle["text/plain"] = self.text()
-        bundle["text/html"] = self.header.value
-        return bundle
+    def html(self) -> str:
+        return str(self.header.value)
 
     def close(self) -> None:
         poller().unregister(self)
@@ -209,9 +203,6 @@ class SweepBoard(ViewTracking, w.VBox):
             if widget is not None:
                 widget.close()
         super().close()
-
-
-_FINAL = frozenset({"succeeded", "failed", "preempted", "lost", "cancelled"})
 
 
 def _varying_keys(params: Any) -> list[str]:

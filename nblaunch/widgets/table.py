@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from nblaunch.widgets import render, snapshot
+from nblaunch.widgets.fallback import StaticFallback
 from nblaunch.widgets.poller import ViewTracking, poller
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class _Row:
             widget.close()
 
 
-class QueueStatus(ViewTracking, w.VBox):
+class QueueStatus(ViewTracking, StaticFallback, w.VBox):
     """A live table of one queue's jobs.
 
     Parameters
@@ -75,7 +76,7 @@ class QueueStatus(ViewTracking, w.VBox):
         self.summary: dict[str, Any] = {}
         self.rows: list[dict[str, Any]] = []
         self._row_widgets: dict[str, _Row] = {}
-        self._final_costs: dict[str, Any] = {}
+        self._final_rows: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
         self._tick = 0
         self.filter = w.Dropdown(
@@ -91,9 +92,7 @@ class QueueStatus(ViewTracking, w.VBox):
         super().__init__([self.filter, self.header, self.table, self.empty])
         self.add_class("nbl-queue-status")
         self.refresh(force=True)
-        self._track_views()
-        if live:
-            poller().register(self)
+        self._track_views(register=live)
 
     def __repr__(self) -> str:
         return f"QueueStatus({self.queue.name!r})"
@@ -102,13 +101,13 @@ class QueueStatus(ViewTracking, w.VBox):
         """Re-read the queue (every tick while jobs are active, less often when idle)."""
         with self._lock:
             self._tick += 1
-            active = any(r["state"] in render.ACTIVE_STATES for r in self.rows) or any(
-                self.summary.get("counts", {}).get(s) for s in render.ACTIVE_STATES
+            active = any(r["state"] in snapshot.LIVE for r in self.rows) or any(
+                self.summary.get("counts", {}).get(s) for s in snapshot.LIVE
             )
             if not force and not active and self._tick % _IDLE_EVERY:
                 return True
             summary, rows = snapshot.queue_snapshot(
-                self.queue, self.filter.value, self.limit, final_costs=self._final_costs
+                self.queue, self.filter.value, self.limit, final_rows=self._final_rows
             )
             self.summary, self.rows = summary, rows
             self._render()
@@ -126,7 +125,7 @@ class QueueStatus(ViewTracking, w.VBox):
             row = self._row_widgets.get(r["id"])
             if row is None:
                 row = self._row_widgets[r["id"]] = _Row(self, r["id"])
-            final = r["state"] not in render.ACTIVE_STATES
+            final = r["state"] not in snapshot.LIVE
             with row.html.hold_sync():
                 row.html.value = render.queue_row_html(r, now)
             with row.button.hold_sync():
@@ -155,14 +154,6 @@ class QueueStatus(ViewTracking, w.VBox):
 
     def html(self) -> str:
         return render.queue_table_html(self.summary, self.rows, self.summary.get("now"))
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
-            return None
-        bundle["text/plain"] = self.text()
-        bundle["text/html"] = self.html()
-        return bundle
 
     def close(self) -> None:
         poller().unregister(self)

@@ -40,6 +40,7 @@ def add_job(
     root: Path,
     name: str = "train",
     *,
+    queue: str = "local",
     params: dict[str, Any] | None = None,
     sweep_id: str | None = None,
     gpus: int = 0,
@@ -51,6 +52,7 @@ def add_job(
     nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
     spec = JobSpec.build(
         name=name,
+        queue=queue,
         notebook=str(root / f"{name}.ipynb"),
         submit_dir=str(root),
         params=params or {},

@@ -77,3 +77,12 @@ def test_from_magic_options(nbl_home: Path) -> None:
     assert est.params.value == "350M" and est.gpus.value == 4 and est.spot.value == "spot"
     assert est.fixed["restart_s"] == 300 and est.estimate is not None
     assert est.estimate["spot_cost_usd"] is not None and "spot</span>" in est.result.value
+
+
+def test_controls_start_at_estimates_defaults_and_the_rest_pass_through(nbl_home: Path) -> None:
+    est = CostEstimate(params="1B", tokens="1B", gpu="T4", nodes=2, epochs=2.0)
+    assert (est.gpus.value, est.nodes.value, est.strategy.value) == (1, 2, "ddp")
+    assert est.zero.value == -1 and not est.offload.value and est.spot.value == "on-demand"
+    assert est.fixed == {"epochs": 2.0}
+    kw = est.kwargs()
+    assert kw["epochs"] == 2.0 and kw["nodes"] == 2 and "price_per_gpu_hour" not in kw

@@ -51,6 +51,20 @@ def test_factories_build_widgets_without_polling(nbl_home: Path) -> None:
     assert isinstance(board, widgets.SweepBoard) and isinstance(est, widgets.CostEstimate)
 
 
+def test_every_widget_bundles_its_text_and_static_html(nbl_home: Path) -> None:
+    add_job(nbl_home, "member", sweep_id="s")
+    shown = (
+        widgets.QueueStatus("local", live=False),
+        widgets.SweepBoard("s", live=False),
+        widgets.CostEstimate(params="1B", tokens="1B", gpu="T4"),
+    )
+    for widget in shown:
+        bundle = widget._repr_mimebundle_()
+        assert bundle is not None and "application/vnd.jupyter.widget-view+json" in bundle
+        assert bundle["text/plain"] == widget.text() and bundle["text/html"] == widget.html()
+        assert widget.html().startswith("<div")
+
+
 def test_in_job_imports_stay_free_of_widgets() -> None:
     code = (
         "import sys, nblaunch.runtime, nblaunch.trainers\n"
