@@ -38,6 +38,10 @@ def cli() -> None:
 @click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--strategy", type=click.Choice(["none", "ddp", "fsdp", "deepspeed"]), default="none")
+@click.option("--zero", type=click.IntRange(0, 3), default=None,
+              help="DeepSpeed ZeRO stage (with --strategy deepspeed; default 2).")
+@click.option("--offload", is_flag=True,
+              help="DeepSpeed: offload optimizer state (ZeRO-3: also parameters) to CPU.")
 @click.option("--priority", default="normal", show_default=True,
               help="low, normal, high, critical or an integer.")
 @click.option("--name", help="Job name (default: the notebook's file name).")
@@ -53,6 +57,8 @@ def submit(
     gpus: int,
     nodes: int,
     strategy: str,
+    zero: int | None,
+    offload: bool,
     priority: str,
     name: str | None,
     max_retries: int,
@@ -76,12 +82,27 @@ def submit(
         nodes=nodes,
         strategy=strategy,
         max_retries=max_retries,
+        **_strategy_options(strategy, zero, offload),
     )
     if wait:
         _wait_with_progress(job, quiet=as_json)
     _print_job(job, as_json)
     if wait and job.state.value != "succeeded":
         sys.exit(EXIT_JOB_FAILED)
+
+
+def _strategy_options(strategy: str, zero: int | None, offload: bool) -> dict[str, Any]:
+    """``--zero`` / ``--offload`` as the spec's ``options``; they mean DeepSpeed only."""
+    if strategy != "deepspeed" and (zero is not None or offload):
+        from nblaunch.errors import SpecError
+
+        raise SpecError("--zero and --offload apply to DeepSpeed; add --strategy deepspeed")
+    options: dict[str, Any] = {}
+    if zero is not None:
+        options["zero"] = zero
+    if offload:
+        options["offload"] = True
+    return {"options": options} if options else {}
 
 
 @cli.command()
@@ -129,6 +150,9 @@ def show(job_id: str, as_json: bool) -> None:
     for key in ("id", "name", "queue", "state", "priority", "gpus", "attempt", "run_dir",
                 "output_notebook"):
         click.echo(f"{key:16} {data[key]}")
+    cost = "n/a (no price for this queue)" if data["cost_usd"] is None else f"${data['cost_usd']:.2f}"
+    hours = "?" if data["gpu_hours"] is None else f"{data['gpu_hours']:.3f}"
+    click.echo(f"{'cost':16} {cost}, {hours} GPU-hours")
     if data["error"]:
         err = data["error"]
         click.echo(f"{'error':16} {err['ename']}: {err['evalue']} (cell {err['cell_index']})")

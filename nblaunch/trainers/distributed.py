@@ -45,7 +45,7 @@ class DistributedEnv:
                 local_rank=int(e.get("LOCAL_RANK", "0")),
                 world_size=int(e["WORLD_SIZE"]),
                 node_rank=int(e.get("GROUP_RANK", e.get("NODE_RANK", "0"))),
-                nodes=int(e.get("NNODES", e.get("PET_NNODES", "1")) or 1),
+                nodes=int(e.get("GROUP_WORLD_SIZE") or e.get("NNODES") or e.get("PET_NNODES") or 1),
                 master_addr=e.get("MASTER_ADDR", "127.0.0.1"),
                 master_port=port,
                 source="torchrun",

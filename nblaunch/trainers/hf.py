@@ -12,13 +12,14 @@ The pieces are public for explicit use::
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from nblaunch.errors import MissingDependencyError
+from nblaunch.errors import MissingDependencyError, SpecError
 from nblaunch.runtime import kernel
 from nblaunch.runtime.metrics import log
 
@@ -171,33 +172,64 @@ def _keep_checkpoints(args: Any) -> None:
         args.output_dir = os.path.join(checkpoints, output_dir)
 
 
-def training_args(**kwargs: Any) -> TrainingArguments:
+def training_args(
+    *, zero_stage: int | None = None, offload: bool | None = None, **kwargs: Any
+) -> TrainingArguments:
     """``TrainingArguments`` with the job's strategy filled in, the rest left as given.
 
-    ``--strategy deepspeed`` adds a ZeRO config (stage and CPU offload from the
-    job's options, batch sizes left to HF's ``"auto"``; no DeepSpeed optimizer
-    block, so the torch optimizer is used and nothing is JIT-compiled);
-    ``--strategy fsdp`` adds full sharding with transformer auto-wrap.
+    Parameters
+    ----------
+    zero_stage
+        DeepSpeed ZeRO stage (0-3). Given, the run uses DeepSpeed with it whatever
+        the job's strategy; ``None`` takes the job's ``--zero`` (2 when not given)
+        under ``--strategy deepspeed`` and adds no DeepSpeed otherwise.
+    offload
+        Offload optimizer state (and with ZeRO-3 the parameters) to CPU memory;
+        ``None`` takes the job's ``--offload``.
+    **kwargs
+        Passed to ``TrainingArguments`` unchanged. A ``deepspeed`` or ``fsdp``
+        given here wins over the job's strategy.
+
+    Notes
+    -----
+    The DeepSpeed config leaves batch sizes, clipping and precision to HF's
+    ``"auto"`` and has no optimizer block, so the torch optimizer is used and
+    nothing is JIT-compiled for it. ``--strategy fsdp`` adds full sharding with
+    transformer auto-wrap; the Trainer's FSDP needs CUDA GPUs (on CPU it would
+    quietly train as DDP), so without them this raises ``SpecError``.
     """
     strategy = os.environ.get("NBLAUNCH_STRATEGY", "none")
-    if strategy == "deepspeed" and "deepspeed" not in kwargs:
-        kwargs["deepspeed"] = deepspeed_config(
-            int(os.environ.get("NBLAUNCH_ZERO_STAGE", "2")),
-            os.environ.get("NBLAUNCH_OFFLOAD", "0") == "1",
-        )
+    wants_deepspeed = strategy == "deepspeed" or zero_stage is not None
+    if wants_deepspeed and "deepspeed" not in kwargs:
+        if importlib.util.find_spec("deepspeed") is None:
+            raise MissingDependencyError(
+                "DeepSpeed is not installed where the job runs: pip install 'nblaunch[deepspeed]'"
+            )
+        if zero_stage is None:
+            zero_stage = int(os.environ.get("NBLAUNCH_ZERO_STAGE", "2"))
+        if offload is None:
+            offload = os.environ.get("NBLAUNCH_OFFLOAD", "0") == "1"
+        kwargs["deepspeed"] = deepspeed_config(zero_stage, offload)
     elif strategy == "fsdp" and "fsdp" not in kwargs:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SpecError(
+                "the Trainer's FSDP needs CUDA GPUs and none is visible to this job; on CPU use "
+                "--strategy ddp or deepspeed, or a plain torch loop with fully_shard "
+                "(notebooks/07_fsdp.ipynb)"
+            )
         kwargs["fsdp"] = "full_shard auto_wrap"
         kwargs.setdefault("fsdp_config", {"version": 2})
     return TrainingArguments(**kwargs)
 
 
 def deepspeed_config(stage: int, offload: bool) -> dict[str, Any]:
+    """A DeepSpeed config for the HF Trainer: ZeRO ``stage``, optional CPU offload."""
+    if stage not in (0, 1, 2, 3):
+        raise SpecError(f"ZeRO stage {stage!r} is not valid; use 0, 1, 2 or 3")
     zero: dict[str, Any] = {"stage": stage}
-    if offload:
-        zero["offload_optimizer"] = {"device": "cpu"}
-        if stage == 3:
-            zero["offload_param"] = {"device": "cpu"}
-    return {
+    config: dict[str, Any] = {
         "zero_optimization": zero,
         "train_micro_batch_size_per_gpu": "auto",
         "train_batch_size": "auto",
@@ -206,3 +238,11 @@ def deepspeed_config(stage: int, offload: bool) -> dict[str, Any]:
         "bf16": {"enabled": "auto"},
         "fp16": {"enabled": "auto"},
     }
+    if offload:
+        zero["offload_optimizer"] = {"device": "cpu"}
+        if stage == 3:
+            zero["offload_param"] = {"device": "cpu"}
+        # The Trainer's torch optimizer then steps on the offloaded state; DeepSpeed
+        # refuses that by default to push its CPU Adam (JIT-compiled on first use).
+        config["zero_force_ds_cpu_optimizer"] = False
+    return config
