@@ -67,6 +67,7 @@ def submit(
 ) -> None:
     """Queue NOTEBOOK as a job."""
     from nblaunch.client import submit as submit_job
+    from nblaunch.jobs.spec import strategy_options
     from nblaunch.jobs.params import load_params_file, resolve_type
 
     values: dict[str, Any] = load_params_file(params_file) if params_file else {}
@@ -82,27 +83,13 @@ def submit(
         nodes=nodes,
         strategy=strategy,
         max_retries=max_retries,
-        **_strategy_options(strategy, zero, offload),
+        **strategy_options(strategy, zero, offload),
     )
     if wait:
         _wait_with_progress(job, quiet=as_json)
     _print_job(job, as_json)
     if wait and job.state.value != "succeeded":
         sys.exit(EXIT_JOB_FAILED)
-
-
-def _strategy_options(strategy: str, zero: int | None, offload: bool) -> dict[str, Any]:
-    """``--zero`` / ``--offload`` as the spec's ``options``; they mean DeepSpeed only."""
-    if strategy != "deepspeed" and (zero is not None or offload):
-        from nblaunch.errors import SpecError
-
-        raise SpecError("--zero and --offload apply to DeepSpeed; add --strategy deepspeed")
-    options: dict[str, Any] = {}
-    if zero is not None:
-        options["zero"] = zero
-    if offload:
-        options["offload"] = True
-    return {"options": options} if options else {}
 
 
 @cli.command()

@@ -109,3 +109,15 @@ def run_cli(
 def cell_outputs(nb_path: Path) -> list[Any]:
     nb = nbformat.read(nb_path, as_version=4)
     return [c.get("outputs", []) for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.fixture(scope="session")
+def torch_extensions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One torch_extensions cache for the whole run: DeepSpeed's CPU accelerator
+    JIT-compiles a communication op on first start (~40 s), once per run, not per
+    job. A ``TORCH_EXTENSIONS_DIR`` already set (a developer's cache) is kept."""
+    given = os.environ.get("TORCH_EXTENSIONS_DIR")
+    folder = Path(given) if given else tmp_path_factory.getbasetemp() / "torch_extensions"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_EXTENSIONS_DIR", str(folder))
+        yield folder

@@ -48,6 +48,12 @@ _JOB_ARGUMENTS = (
         help="multi-GPU strategy the job runs with (default none)",
     ),
     argument("--nodes", type=int, default=1, metavar="M", help="nodes (default 1)"),
+    argument("--zero", type=int, metavar="K", help="DeepSpeed ZeRO stage 0-3"),
+    argument(
+        "--offload",
+        action="store_true",
+        help="DeepSpeed: offload optimizer state (ZeRO-3: also parameters) to CPU",
+    ),
     argument(
         "-p",
         dest="param",

@@ -15,7 +15,7 @@ from typing import Any
 
 from nblaunch.client import Job, submit_spec
 from nblaunch.extension import display
-from nblaunch.jobs.spec import JobSpec, parse_priority
+from nblaunch.jobs.spec import JobSpec, parse_priority, strategy_options
 from nblaunch.queue.states import State
 
 __all__ = ["dry_run", "finish", "spec_fields", "submit_all"]
@@ -32,6 +32,7 @@ def spec_fields(args: argparse.Namespace) -> dict[str, Any]:
         "strategy": args.strategy,
         "priority": parse_priority(args.priority),
         "max_retries": args.max_retries,
+        **strategy_options(args.strategy, args.zero, args.offload),
     }
 
 

@@ -37,6 +37,20 @@ def parse_priority(value: str | int) -> int:
         ) from None
 
 
+def strategy_options(strategy: str, zero: int | None, offload: bool) -> dict[str, Any]:
+    """``--zero`` / ``--offload`` as the spec's ``options``; they mean DeepSpeed only."""
+    if strategy != "deepspeed" and (zero is not None or offload):
+        raise SpecError("--zero and --offload apply to DeepSpeed; add --strategy deepspeed")
+    if zero is not None and zero not in (0, 1, 2, 3):
+        raise SpecError(f"--zero {zero} is not a ZeRO stage; use 0, 1, 2 or 3")
+    options: dict[str, Any] = {}
+    if zero is not None:
+        options["zero"] = zero
+    if offload:
+        options["offload"] = True
+    return {"options": options} if options else {}
+
+
 def priority_name(value: int) -> str:
     for name, number in PRIORITIES.items():
         if number == value:

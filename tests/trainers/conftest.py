@@ -4,31 +4,16 @@ with GPU slots, ``nblaunch submit ... --wait --json``."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
-import pytest
 
 from nblaunch.client import Job
 from tests.conftest import run_cli, write_queues
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-
-
-@pytest.fixture(scope="session")
-def torch_extensions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One torch_extensions cache for the whole run: DeepSpeed's CPU accelerator
-    JIT-compiles a communication op on first start (~40 s), once per run, not per
-    job. A ``TORCH_EXTENSIONS_DIR`` already set (a developer's cache) is kept."""
-    given = os.environ.get("TORCH_EXTENSIONS_DIR")
-    folder = Path(given) if given else tmp_path_factory.getbasetemp() / "torch_extensions"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TORCH_EXTENSIONS_DIR", str(folder))
-        yield folder
 
 
 def submit_example(
