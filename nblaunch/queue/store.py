@@ -259,7 +259,9 @@ class Store:
         return int(ahead) + 1
 
     def state_counts(self, queue: str) -> dict[str, int]:
-        rows = self._all("SELECT state, COUNT(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,))
+        rows = self._all(
+            "SELECT state, COUNT(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,)
+        )
         return {state: int(n) for state, n in rows}
 
     def gpus_in_use(self, queue: str) -> int:
@@ -325,14 +327,17 @@ class Store:
             used = {int(g) for _, _, ids in active for g in ids.split(",") if g}
             cpu_busy = sum(1 for q, gpus, _ in active if gpus == 0 and q == queue)
             free_ids = [i for i in devices if i not in used]
+            # Stepped, not fetched: the first fitting job is usually the first row.
             candidates = db.execute(
                 """SELECT id, gpus FROM jobs WHERE queue = ? AND state = 'queued'
-                   AND not_before <= ? ORDER BY priority DESC, seq LIMIT 256""",
+                   AND not_before <= ? ORDER BY priority DESC, seq""",
                 (queue, now),
-            ).fetchall()
+            )
             chosen: tuple[str, list[int]] | None = None
             gpu_blocked = False
             for job_id, gpus in candidates:
+                if cpu_busy >= cpu_slots and (gpu_blocked or not free_ids):
+                    break  # nothing further down can fit either
                 if gpus == 0:
                     if cpu_busy < cpu_slots:
                         chosen = (job_id, [])
@@ -342,6 +347,7 @@ class Store:
                     break
                 else:
                     gpu_blocked = True
+            candidates.close()
             if chosen is None:
                 return None
             job_id, gpu_ids = chosen
@@ -552,9 +558,7 @@ class Store:
         return [tuple(r)[1:] for r in rows], int(rows[-1][0])  # type: ignore[misc]
 
     def latest_step(self, job_id: str) -> int | None:
-        row = self._one(
-            "SELECT MAX(step) FROM metrics WHERE job_id = ?", (job_id,)
-        )
+        row = self._one("SELECT MAX(step) FROM metrics WHERE job_id = ?", (job_id,))
         return None if row[0] is None else int(row[0])
 
     def first_step(self, job_id: str, attempt: int) -> tuple[int, float] | None:

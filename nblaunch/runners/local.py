@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -20,8 +21,11 @@ from nblaunch.runners.result import outcome_from_result
 class LocalRunner(Runner):
     """Runs ``python -m nblaunch.runtime BUNDLE RUN_DIR`` in a session of its own.
 
-    The handle is the runtime's pid plus its start time, so an agent that
-    restarts can re-adopt attempts that outlived the previous agent.
+    One runtime waits warm (papermill and its dependencies already imported,
+    about as long as papermill's own start) for the next attempt, which it gets
+    as one JSON line on stdin; a cold start is the fallback. The handle is the
+    runtime's pid plus its start time, so an agent that restarts can re-adopt
+    attempts that outlived the previous agent.
     """
 
     name = "local"
@@ -29,6 +33,8 @@ class LocalRunner(Runner):
     def __init__(self, queue: Any) -> None:
         super().__init__(queue)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._warm: subprocess.Popen[bytes] | None = None
+        self._spawn_warm()
 
     def submit(self, launch: Launch) -> dict[str, Any]:
         logs = launch.run_dir / "logs"
@@ -36,18 +42,50 @@ class LocalRunner(Runner):
         env = {**os.environ, **launch.env}
         # An empty list hides every GPU from a job that asked for none.
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in launch.gpu_ids)
-        with open(logs / "stdout.log", "ab") as out, open(logs / "stderr.log", "ab") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "nblaunch.runtime", str(launch.bundle), str(launch.run_dir)],
-                cwd=launch.run_dir,
-                env=env,
+        order = {
+            "bundle": str(launch.bundle),
+            "run_dir": str(launch.run_dir),
+            "env": env,
+            "stdout": str(logs / "stdout.log"),
+            "stderr": str(logs / "stderr.log"),
+        }
+        proc = self._hand_to_warm(order) or self._start_cold(order)
+        self._children[proc.pid] = proc
+        self._spawn_warm()
+        return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
+
+    def _spawn_warm(self) -> None:
+        self._warm = subprocess.Popen(
+            [sys.executable, "-m", "nblaunch.runtime", "--warm"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _hand_to_warm(self, order: dict[str, Any]) -> subprocess.Popen[bytes] | None:
+        proc, self._warm = self._warm, None
+        if proc is None or proc.poll() is not None or proc.stdin is None:
+            return None
+        try:
+            proc.stdin.write(json.dumps(order).encode() + b"\n")
+            proc.stdin.close()
+        except BrokenPipeError:
+            proc.wait()
+            return None
+        return proc
+
+    def _start_cold(self, order: dict[str, Any]) -> subprocess.Popen[bytes]:
+        with open(order["stdout"], "ab") as out, open(order["stderr"], "ab") as err:
+            return subprocess.Popen(
+                [sys.executable, "-m", "nblaunch.runtime", order["bundle"], order["run_dir"]],
+                cwd=order["run_dir"],
+                env=order["env"],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
             )
-        self._children[proc.pid] = proc
-        return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
 
     def poll(self, handle: dict[str, Any], run_dir: Path) -> Outcome | None:
         pid = handle["pid"]

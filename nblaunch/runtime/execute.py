@@ -96,6 +96,29 @@ def main(argv: list[str]) -> int:
     return exit_code(result)
 
 
+def serve_warm() -> int:
+    """Import papermill and its kernel machinery now, then run the one attempt the
+    local runner sends as a JSON line on stdin (nothing, at end-of-file)."""
+    import nbclient  # noqa: F401
+    import papermill  # noqa: F401
+
+    line = sys.stdin.readline()
+    if not line:
+        return 0
+    order = json.loads(line)
+    os.chdir(order["run_dir"])
+    os.environ.clear()
+    os.environ.update(order["env"])
+    for fd, path in ((1, order["stdout"]), (2, order["stderr"])):
+        target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return main([order["bundle"], order["run_dir"]])
+
+
 def prepare_environment(spec: dict[str, Any], run_dir: Path) -> None:
     job_id = os.environ.get("NBLAUNCH_JOB_ID") or run_dir.parent.parent.name
     checkpoints = Path(
