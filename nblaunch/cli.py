@@ -28,22 +28,52 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("notebook", type=click.Path(path_type=Path))
-@click.option("-p", "--parameters", "params", nargs=2, multiple=True, metavar="NAME VALUE",
-              help="Parameter (papermill's rules: int, float, bool, None, else string).")
-@click.option("-r", "--parameters-raw", "raw", nargs=2, multiple=True, metavar="NAME VALUE",
-              help="Parameter passed as a raw string.")
-@click.option("-f", "--parameters-file", "params_file", type=click.Path(path_type=Path),
-              help="YAML file of parameters.")
+@click.option(
+    "-p",
+    "--parameters",
+    "params",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Parameter (papermill's rules: int, float, bool, None, else string).",
+)
+@click.option(
+    "-r",
+    "--parameters-raw",
+    "raw",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Parameter passed as a raw string.",
+)
+@click.option(
+    "-f",
+    "--parameters-file",
+    "params_file",
+    type=click.Path(path_type=Path),
+    help="YAML file of parameters.",
+)
 @click.option("--queue", "-q", default="local", show_default=True)
 @click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--strategy", type=click.Choice(["none", "ddp", "fsdp", "deepspeed"]), default="none")
-@click.option("--zero", type=click.IntRange(0, 3), default=None,
-              help="DeepSpeed ZeRO stage (with --strategy deepspeed; default 2).")
-@click.option("--offload", is_flag=True,
-              help="DeepSpeed: offload optimizer state (ZeRO-3: also parameters) to CPU.")
-@click.option("--priority", default="normal", show_default=True,
-              help="low, normal, high, critical or an integer.")
+@click.option(
+    "--zero",
+    type=click.IntRange(0, 3),
+    default=None,
+    help="DeepSpeed ZeRO stage (with --strategy deepspeed; default 2).",
+)
+@click.option(
+    "--offload",
+    is_flag=True,
+    help="DeepSpeed: offload optimizer state (ZeRO-3: also parameters) to CPU.",
+)
+@click.option(
+    "--priority",
+    default="normal",
+    show_default=True,
+    help="low, normal, high, critical or an integer.",
+)
 @click.option("--name", help="Job name (default: the notebook's file name).")
 @click.option("--max-retries", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--wait", is_flag=True, help="Wait for the job; exit 0 only if it succeeded.")
@@ -67,8 +97,8 @@ def submit(
 ) -> None:
     """Queue NOTEBOOK as a job."""
     from nblaunch.client import submit as submit_job
-    from nblaunch.jobs.spec import strategy_options
     from nblaunch.jobs.params import load_params_file, resolve_type
+    from nblaunch.jobs.spec import strategy_options
 
     values: dict[str, Any] = load_params_file(params_file) if params_file else {}
     values.update({k: resolve_type(v) for k, v in params})
@@ -94,8 +124,13 @@ def submit(
 
 @cli.command()
 @click.option("--queue", "-q")
-@click.option("--state", "-s", type=click.Choice(
-    ["queued", "starting", "running", "succeeded", "failed", "preempted", "lost", "cancelled"]))
+@click.option(
+    "--state",
+    "-s",
+    type=click.Choice(
+        ["queued", "starting", "running", "succeeded", "failed", "preempted", "lost", "cancelled"]
+    ),
+)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def jobs(queue: str | None, state: str | None, limit: int, as_json: bool) -> None:
@@ -114,8 +149,14 @@ def jobs(queue: str | None, state: str | None, limit: int, as_json: bool) -> Non
     table = Table("id", "name", "queue", "state", "priority", "gpus", "attempt", "submitted")
     for r in rows:
         table.add_row(
-            r.id, r.name, r.queue, r.state.value, priority_name(r.priority), str(r.gpus),
-            str(r.attempt), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.submitted_at)),
+            r.id,
+            r.name,
+            r.queue,
+            r.state.value,
+            priority_name(r.priority),
+            str(r.gpus),
+            str(r.attempt),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.submitted_at)),
         )
     Console().print(table)
 
@@ -134,10 +175,21 @@ def show(job_id: str, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     data = job.to_dict()
-    for key in ("id", "name", "queue", "state", "priority", "gpus", "attempt", "run_dir",
-                "output_notebook"):
+    for key in (
+        "id",
+        "name",
+        "queue",
+        "state",
+        "priority",
+        "gpus",
+        "attempt",
+        "run_dir",
+        "output_notebook",
+    ):
         click.echo(f"{key:16} {data[key]}")
-    cost = "n/a (no price for this queue)" if data["cost_usd"] is None else f"${data['cost_usd']:.2f}"
+    cost = (
+        "n/a (no price for this queue)" if data["cost_usd"] is None else f"${data['cost_usd']:.2f}"
+    )
     hours = "?" if data["gpu_hours"] is None else f"{data['gpu_hours']:.3f}"
     click.echo(f"{'cost':16} {cost}, {hours} GPU-hours")
     if data["error"]:
@@ -145,7 +197,9 @@ def show(job_id: str, as_json: bool) -> None:
         click.echo(f"{'error':16} {err['ename']}: {err['evalue']} (cell {err['cell_index']})")
     for event in job.events():
         stamp = time.strftime("%H:%M:%S", time.localtime(event["time"]))
-        click.echo(f"  {stamp} {event['from_state'] or '-':>9} -> {event['to_state']:9} {event['reason']}")
+        click.echo(
+            f"  {stamp} {event['from_state'] or '-':>9} -> {event['to_state']:9} {event['reason']}"
+        )
 
 
 @cli.command()
@@ -283,12 +337,14 @@ def queues(as_json: bool) -> None:
     db = store()
     for queue in Queue.all():
         jobs_in = db.jobs(queue=queue.name)
-        rows.append({
-            **queue.config.model_dump(exclude_none=True),
-            "gpu_slots": queue.gpu_slots(),
-            "queued": sum(1 for j in jobs_in if j.state.value == "queued"),
-            "running": sum(1 for j in jobs_in if j.state.value in ("starting", "running")),
-        })
+        rows.append(
+            {
+                **queue.config.model_dump(exclude_none=True),
+                "gpu_slots": queue.gpu_slots(),
+                "queued": sum(1 for j in jobs_in if j.state.value == "queued"),
+                "running": sum(1 for j in jobs_in if j.state.value in ("starting", "running")),
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -348,6 +404,12 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("nblaunch: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        command = f" {exc.ctx.command_path.split(' ', 1)[1]}" if getattr(exc, "ctx", None) and " " in exc.ctx.command_path else ""
-        click.echo(f"nblaunch: error: {exc.format_message()} (see `nblaunch{command} --help`)", err=True)
+        command = (
+            f" {exc.ctx.command_path.split(' ', 1)[1]}"
+            if getattr(exc, "ctx", None) and " " in exc.ctx.command_path
+            else ""
+        )
+        click.echo(
+            f"nblaunch: error: {exc.format_message()} (see `nblaunch{command} --help`)", err=True
+        )
         sys.exit(EXIT_USAGE)

@@ -31,7 +31,9 @@ RUN_ELSEWHERE = {
 @pytest.mark.parametrize("name", sorted(DRIVERS))
 def test_driver_notebook_runs(name: str, nbl_home: Path, tmp_path: Path) -> None:
     work = tmp_path / "notebooks"
-    shutil.copytree(NOTEBOOKS, work, ignore=shutil.ignore_patterns("tiny-gpt2", ".ipynb_checkpoints"))
+    shutil.copytree(
+        NOTEBOOKS, work, ignore=shutil.ignore_patterns("tiny-gpt2", ".ipynb_checkpoints")
+    )
     out = tmp_path / f"out-{name}"
     papermill.execute_notebook(
         str(work / name), str(out), cwd=str(work), progress_bar=False, kernel_name="python3"
@@ -43,6 +45,8 @@ def test_driver_notebook_runs(name: str, nbl_home: Path, tmp_path: Path) -> None
 
 def test_every_notebook_runs_in_some_test() -> None:
     present = {p.name for p in NOTEBOOKS.glob("*.ipynb")}
-    assert present == set(DRIVERS) | set(RUN_ELSEWHERE), present ^ (set(DRIVERS) | set(RUN_ELSEWHERE))
+    assert present == set(DRIVERS) | set(RUN_ELSEWHERE), present ^ (
+        set(DRIVERS) | set(RUN_ELSEWHERE)
+    )
     for name, test_file in RUN_ELSEWHERE.items():
         assert name in (ROOT / test_file).read_text(), (name, test_file)

@@ -177,7 +177,9 @@ class Agent:
             try:
                 self._watch(job, attempt)
             except Exception:  # one attempt's trouble must not stop the others
-                log.exception("watching %s attempt %d failed; retrying next pass", job.id, attempt.n)
+                log.exception(
+                    "watching %s attempt %d failed; retrying next pass", job.id, attempt.n
+                )
         pool = [n for n, c in self.queues.items() if isinstance(c, LocalQueueConfig)]
         for name, cfg in self.queues.items():
             gpu_ids, cpu_slots = _slots(cfg)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 __all__ = ["Origin", "notebook_path", "origin"]
 
 # Where frontends leave the running notebook's path: VS Code's variable,
@@ -81,4 +80,3 @@ def origin(namespace: Mapping[str, Any], cell_id: str | None = None) -> Origin:
     path = notebook_path(namespace)
     folder = path.parent if path is not None and path.parent.is_dir() else Path.cwd()
     return Origin(notebook=path, submit_dir=folder, cell_id=cell_id)
-

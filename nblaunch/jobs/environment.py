@@ -8,8 +8,8 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from nblaunch.home import home
 

@@ -41,7 +41,9 @@ def run_distributed(
         return ended(forwarder, first["outcome"], first.get("error"))
     error = {
         "ename": "DistributedLaunchError",
-        "evalue": f"torchrun exited with code {code} before any rank reported; see {run_dir / 'logs'}",
+        "evalue": (
+            f"torchrun exited with code {code} before any rank reported; see {run_dir / 'logs'}"
+        ),
         "cell_index": None,
     }
     return ended(forwarder, "runtime_error", error)

@@ -44,7 +44,9 @@ class NBLaunchCallback(TrainerCallback):  # type: ignore[misc]
         self._deadline: float | None = None
         self._non_embedding_params: int | None = None
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+    def on_train_begin(
+        self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any
+    ) -> None:
         kernel.cooperating(+1)
         kernel.set_trainer_logging(True)
         if state.is_world_process_zero:
@@ -58,7 +60,9 @@ class NBLaunchCallback(TrainerCallback):  # type: ignore[misc]
         kernel.cooperating(-1)
         kernel.set_trainer_logging(False)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
         if not state.is_world_process_zero or not logs:
             return
         numbers = dict(logs)
@@ -114,7 +118,13 @@ def log_checkpoint_artifact(folder: Path, step: int, loss: float | None) -> None
         run.log_artifact(artifact, aliases=aliases)
     manifest = folder.parent / "artifacts.jsonl"
     with open(manifest, "a") as fh:
-        record = {"artifact": name, "path": str(folder), "aliases": aliases, "time": time.time(), **metadata}
+        record = {
+            "artifact": name,
+            "path": str(folder),
+            "aliases": aliases,
+            "time": time.time(),
+            **metadata,
+        }
         fh.write(json.dumps(record) + "\n")
 
 
