@@ -43,12 +43,20 @@ class NBLaunchCallback(TrainerCallback):  # type: ignore[misc]
     def __init__(self) -> None:
         self._deadline: float | None = None
         self._non_embedding_params: int | None = None
+        self._first_step = 0
+        self._warm_step = 1
+        self._warm_mark: tuple[int, float] | None = None
 
     def on_train_begin(
         self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any
     ) -> None:
         kernel.cooperating(+1)
         kernel.set_trainer_logging(True)
+        # Throughput is measured after the first tenth of the steps: the first steps
+        # (thread pools, allocator, caches) are slower and belong to fixed overhead.
+        self._first_step = state.global_step
+        self._warm_step = self._first_step + max(1, (state.max_steps - self._first_step) // 10)
+        self._warm_mark = None
         if state.is_world_process_zero:
             numbers: dict[str, Any] = {"max_steps": state.max_steps}
             if model is not None and hasattr(model, "num_parameters"):
@@ -66,16 +74,27 @@ class NBLaunchCallback(TrainerCallback):  # type: ignore[misc]
         if not state.is_world_process_zero or not logs:
             return
         numbers = dict(logs)
-        runtime = logs.get("train_runtime")
-        if runtime and state.total_flos:
-            numbers["perf/achieved_flops_per_s"] = state.total_flos / runtime
-            numbers["perf/train_runtime_s"] = runtime
-            if self._non_embedding_params:
-                # HF counts 6·N·T with N excluding embeddings; T lets estimates use all of N.
-                numbers["perf/train_tokens"] = state.total_flos / (6 * self._non_embedding_params)
+        if logs.get("train_runtime") and state.total_flos and state.global_step:
+            numbers.update(self._throughput(state, float(logs["train_runtime"])))
         log(numbers, step=state.global_step)
 
+    def _throughput(self, state: Any, runtime: float) -> dict[str, float]:
+        """This attempt's FLOPs, tokens and steady-state training time, for calibration."""
+        steps = state.global_step - self._first_step
+        if self._warm_mark is not None and state.global_step > self._warm_mark[0]:
+            step, at = self._warm_mark
+            runtime = (time.monotonic() - at) / (state.global_step - step) * steps
+        # total_flos counts every attempt of a resumed run; runtime only this one.
+        flops = state.total_flos * steps / state.global_step
+        numbers = {"perf/achieved_flops_per_s": flops / runtime, "perf/train_runtime_s": runtime}
+        if self._non_embedding_params:
+            # HF counts 6·N·T with N excluding embeddings; T lets estimates use all of N.
+            numbers["perf/train_tokens"] = flops / (6 * self._non_embedding_params)
+        return numbers
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self._warm_mark is None and state.global_step >= self._warm_step:
+            self._warm_mark = (state.global_step, time.monotonic())
         if not _all_ranks_agree(kernel.flagged()):
             return
         if self._deadline is None:

@@ -44,6 +44,13 @@ def test_cost_is_stored_shown_and_written_to_the_wandb_summary(
 
 
 def test_calibration_predicts_a_run_with_twice_the_steps(nbl_home: Path, tmp_path: Path) -> None:
+    """One calibration run on ``local``, then a run with twice the steps, predicted.
+
+    A warm-up job runs first on a queue of its own (calibration is per queue, so
+    it does not count): the first torch + transformers job on a fresh machine
+    pays a cold file cache that no later job pays, and would skew the overhead
+    the calibration measures by seconds."""
+    write_queues(nbl_home, "[queues.warmup]\nrunner = 'local'\n")
     folder = tmp_path / "nb"
     folder.mkdir()
     shutil.copytree(NOTEBOOKS / "data", folder / "data")
@@ -59,14 +66,16 @@ def test_calibration_predicts_a_run_with_twice_the_steps(nbl_home: Path, tmp_pat
     def tokens(steps: int) -> int:
         return steps * common["batch_size"] * common["seq_len"]
 
-    first = nblaunch.submit(nb, params={**common, "max_steps": 150}, name="calibrate")
+    warmup = nblaunch.submit(nb, params={**common, "max_steps": 20}, queue="warmup")
+    assert warmup.wait(timeout=600).value == "succeeded", warmup.logs()
+    first = nblaunch.submit(nb, params={**common, "max_steps": 300}, name="calibrate")
     assert first.wait(timeout=600).value == "succeeded", first.logs()
     params = int(first.metrics("perf/model_params")[-1]["value"])
 
     before = estimate(
-        params=params, tokens=tokens(300), gpus=0, queue="local", root=nbl_home, mfu=None
+        params=params, tokens=tokens(600), gpus=0, queue="local", root=nbl_home, mfu=None
     )
-    second = nblaunch.submit(nb, params={**common, "max_steps": 300}, name="measured")
+    second = nblaunch.submit(nb, params={**common, "max_steps": 600}, name="measured")
     assert second.wait(timeout=600).value == "succeeded", second.logs()
     attempt = second._store.attempts(second.id)[-1]
     assert attempt.running_at is not None and attempt.finished_at is not None
