@@ -49,10 +49,8 @@ class Checkpointer:
     ) -> Path:
         import torch
 
-        if os.environ.get("RANK", "0") != "0":
-            return self.folder / f"step-{step}"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".step-{step}-", dir=self.folder))
+        # Every rank gathers (a sharded model needs them all for a full state
+        # dict); rank 0 writes.
         state = {
             "step": step,
             "model": _unwrap(model).state_dict(),
@@ -61,12 +59,22 @@ class Checkpointer:
             "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
             "extra": extra,
         }
-        torch.save(state, tmp / "state.pt")
-        (tmp / RESUME_MARKER).touch()
         final = self.folder / f"step-{step}"
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        if os.environ.get("RANK", "0") != "0":
+            return final
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".step-{step}-", dir=self.folder))
+        torch.save(state, tmp / "state.pt")
+        with open(tmp / "state.pt", "rb") as fh:
+            os.fsync(fh.fileno())  # on disk before the rename makes it the newest
+        (tmp / RESUME_MARKER).touch()
+        if final.exists():  # a re-save of the same step: swap, never leave a gap with none
+            old = Path(tempfile.mkdtemp(prefix=f".old-step-{step}-", dir=self.folder))
+            os.replace(final, old / final.name)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
         self._prune()
         return final
 
