@@ -35,9 +35,9 @@ def isolated_home(queues: str = "") -> Iterator[Path]:
         if queues:
             (home / "queues.toml").write_text(queues)
         os.environ["NBLAUNCH_HOME"] = str(home)
-        from nblaunch import client
+        from nblaunch import api
 
-        client._store.cache_clear()
+        api._store.cache_clear()
         try:
             yield home
         finally:
@@ -48,7 +48,7 @@ def isolated_home(queues: str = "") -> Iterator[Path]:
                 os.kill(pid, signal.SIGTERM)
                 while holder_pid(home):
                     time.sleep(0.05)
-            client._store.cache_clear()
+            api._store.cache_clear()
             if old is None:
                 os.environ.pop("NBLAUNCH_HOME", None)
             else:

@@ -95,7 +95,7 @@ def recording_comms(wire: Wire) -> Iterator[None]:
 def _make_job(root: Path, history: int) -> Any:
     import nbformat
 
-    from nblaunch import client
+    from nblaunch import api
     from nblaunch.home import jobs_dir
     from nblaunch.jobs.bundle import write_bundle
     from nblaunch.jobs.spec import JobSpec
@@ -104,7 +104,7 @@ def _make_job(root: Path, history: int) -> Any:
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell("pass"))
     spec = JobSpec.build(name="p5", notebook=str(root / "p5.ipynb"), submit_dir=str(root))
-    store = client.store(root)
+    store = api.store(root)
     store.insert_job("p5job000", spec, write_bundle(jobs_dir(root) / "p5job000", spec, nb).parent)
     store.claim("local", 0, 1, os.getpid())
     store.transition(
@@ -120,7 +120,7 @@ def _make_job(root: Path, history: int) -> Any:
         ("p5job000", 1, i, "loss", 2.0 / (1 + i / 1000) + 0.05 * ((i * 7919) % 13) / 13, now)
         for i in range(history)
     )
-    return client.Job("p5job000", root=root), store
+    return api.Job("p5job000", root=root), store
 
 
 def _timed(
@@ -153,7 +153,7 @@ def measure(
     import ipywidgets as w
     import traitlets
 
-    from nblaunch import client
+    from nblaunch import api
     from nblaunch.widgets import snapshot
     from nblaunch.widgets.card import JobCard
     from nblaunch.widgets.poller import Poller
@@ -163,7 +163,7 @@ def measure(
     with tempfile.TemporaryDirectory() as tmp, recording_comms(wire):
         root = Path(tmp)
         os.environ["NBLAUNCH_HOME"] = str(root)
-        client._store.cache_clear()
+        api._store.cache_clear()
         job, store = _make_job(root, history)
         t0 = time.perf_counter()
         card = JobCard(job, live=False)
@@ -239,7 +239,7 @@ def measure(
         reread_times, reread_sizes = _timed(max(1, baseline_updates // 3), naive_reread, wire)
         card.close()
         naive.close()
-        client._store.cache_clear()
+        api._store.cache_clear()
         if saved_home is None:
             os.environ.pop("NBLAUNCH_HOME", None)
         else:

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from traitlets.config import Config
 
     import nblaunch
-    from nblaunch.client import Job, store
+    from nblaunch.api import Job, store
 
     config = Config()
     config.HistoryManager.hist_file = ":memory:"

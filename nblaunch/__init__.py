@@ -25,14 +25,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from nblaunch.client import Job, Queue, submit
+    from nblaunch.api import Job, Queue, submit
     from nblaunch.errors import JobFailedError, NBLaunchError
     from nblaunch.runtime import log, on_preempt, preempted
 
 _LAZY = {
-    "Job": "nblaunch.client",
-    "Queue": "nblaunch.client",
-    "submit": "nblaunch.client",
+    "Job": "nblaunch.api",
+    "Queue": "nblaunch.api",
+    "submit": "nblaunch.api",
     "JobFailedError": "nblaunch.errors",
     "NBLaunchError": "nblaunch.errors",
     "estimate_widget": "nblaunch.widgets",
@@ -48,7 +48,24 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'nblaunch' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    if module == "nblaunch.api":
+        _show_jobs_as_cards()
+    return value
+
+
+def _show_jobs_as_cards() -> None:
+    """In a running IPython, display ``Job`` objects as live cards even without
+    ``%load_ext nblaunch`` (the API itself knows nothing of the widgets)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        from nblaunch.extension.display import install
+
+        install(shell)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -10,11 +10,16 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from nblaunch.errors import NBLaunchError
+from nblaunch.options import click_job_options, job_fields
+from nblaunch.queue.states import ACTIVE, FINAL, State
+
+if TYPE_CHECKING:
+    from nblaunch.api import Job
 
 EXIT_USAGE = 2
 EXIT_JOB_FAILED = 1
@@ -53,29 +58,7 @@ def cli() -> None:
     type=click.Path(path_type=Path),
     help="YAML file of parameters.",
 )
-@click.option("--queue", "-q", default="local", show_default=True)
-@click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--strategy", type=click.Choice(["none", "ddp", "fsdp", "deepspeed"]), default="none")
-@click.option(
-    "--zero",
-    type=click.IntRange(0, 3),
-    default=None,
-    help="DeepSpeed ZeRO stage (with --strategy deepspeed; default 2).",
-)
-@click.option(
-    "--offload",
-    is_flag=True,
-    help="DeepSpeed: offload optimizer state (ZeRO-3: also parameters) to CPU.",
-)
-@click.option(
-    "--priority",
-    default="normal",
-    show_default=True,
-    help="low, normal, high, critical or an integer.",
-)
-@click.option("--name", help="Job name (default: the notebook's file name).")
-@click.option("--max-retries", type=click.IntRange(min=0), default=0, show_default=True)
+@click_job_options
 @click.option("--wait", is_flag=True, help="Wait for the job; exit 0 only if it succeeded.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def submit(
@@ -83,38 +66,18 @@ def submit(
     params: tuple[tuple[str, str], ...],
     raw: tuple[tuple[str, str], ...],
     params_file: Path | None,
-    queue: str,
-    gpus: int,
-    nodes: int,
-    strategy: str,
-    zero: int | None,
-    offload: bool,
-    priority: str,
-    name: str | None,
-    max_retries: int,
     wait: bool,
     as_json: bool,
+    **options: Any,
 ) -> None:
-    """Queue NOTEBOOK as a job."""
-    from nblaunch.client import submit as submit_job
+    """Queue NOTEBOOK as a job; its folder travels with it as its working directory."""
+    from nblaunch.api import submit as submit_job
     from nblaunch.jobs.params import load_params_file, resolve_type
-    from nblaunch.jobs.spec import strategy_options
 
     values: dict[str, Any] = load_params_file(params_file) if params_file else {}
     values.update({k: resolve_type(v) for k, v in params})
     values.update(dict(raw))
-    job = submit_job(
-        notebook,
-        params=values,
-        queue=queue,
-        gpus=gpus,
-        priority=priority,
-        name=name,
-        nodes=nodes,
-        strategy=strategy,
-        max_retries=max_retries,
-        **strategy_options(strategy, zero, offload),
-    )
+    job = submit_job(notebook, params=values, name=options["name"], **job_fields(options))
     if wait:
         _wait_with_progress(job, quiet=as_json)
     _print_job(job, as_json)
@@ -124,41 +87,19 @@ def submit(
 
 @cli.command()
 @click.option("--queue", "-q")
-@click.option(
-    "--state",
-    "-s",
-    type=click.Choice(
-        ["queued", "starting", "running", "succeeded", "failed", "preempted", "lost", "cancelled"]
-    ),
-)
+@click.option("--state", "-s", type=click.Choice([s.value for s in State]))
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def jobs(queue: str | None, state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
-    from nblaunch.client import Job, store
+    from nblaunch.api import jobs as list_jobs
+    from nblaunch.widgets.render import jobs_table
 
-    rows = store().jobs(queue=queue, state=state, limit=limit)
+    snaps = list_jobs(queue=queue, state=state, limit=limit)
     if as_json:
-        click.echo(json.dumps([Job(r.id).to_dict() for r in rows], indent=2))
+        click.echo(json.dumps([s.to_dict() for s in snaps], indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    from nblaunch.jobs.spec import priority_name
-
-    table = Table("id", "name", "queue", "state", "priority", "gpus", "attempt", "submitted")
-    for r in rows:
-        table.add_row(
-            r.id,
-            r.name,
-            r.queue,
-            r.state.value,
-            priority_name(r.priority),
-            str(r.gpus),
-            str(r.attempt),
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.submitted_at)),
-        )
-    Console().print(table)
+    click.echo(jobs_table(snaps))
 
 
 @cli.command()
@@ -166,40 +107,18 @@ def jobs(queue: str | None, state: str | None, limit: int, as_json: bool) -> Non
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def show(job_id: str, as_json: bool) -> None:
     """Show one job: state, attempts, error and events."""
-    from nblaunch.client import Job
+    from nblaunch.api import Job
+    from nblaunch.widgets.render import job_details_text
 
     job = Job(job_id)
+    snap = job.snapshot(metrics=False)
+    events = job.events()
     if as_json:
-        data = job.to_dict()
-        data["events"] = job.events()
+        data = snap.to_dict()
+        data["events"] = [e.__dict__ for e in events]
         click.echo(json.dumps(data, indent=2))
         return
-    data = job.to_dict()
-    for key in (
-        "id",
-        "name",
-        "queue",
-        "state",
-        "priority",
-        "gpus",
-        "attempt",
-        "run_dir",
-        "output_notebook",
-    ):
-        click.echo(f"{key:16} {data[key]}")
-    cost = (
-        "n/a (no price for this queue)" if data["cost_usd"] is None else f"${data['cost_usd']:.2f}"
-    )
-    hours = "?" if data["gpu_hours"] is None else f"{data['gpu_hours']:.3f}"
-    click.echo(f"{'cost':16} {cost}, {hours} GPU-hours")
-    if data["error"]:
-        err = data["error"]
-        click.echo(f"{'error':16} {err['ename']}: {err['evalue']} (cell {err['cell_index']})")
-    for event in job.events():
-        stamp = time.strftime("%H:%M:%S", time.localtime(event["time"]))
-        click.echo(
-            f"  {stamp} {event['from_state'] or '-':>9} -> {event['to_state']:9} {event['reason']}"
-        )
+    click.echo(job_details_text(snap, events))
 
 
 @cli.command()
@@ -207,7 +126,7 @@ def show(job_id: str, as_json: bool) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
 def logs(job_id: str, follow: bool) -> None:
     """Print what the job's latest attempt wrote to stdout and stderr."""
-    from nblaunch.client import Job
+    from nblaunch.api import Job
 
     job = Job(job_id)
     if not follow:
@@ -215,19 +134,16 @@ def logs(job_id: str, follow: bool) -> None:
         return
     offsets: dict[Path, int] = {}
     while True:
-        row = job.row
-        run_dir = row.run_dir()
-        if run_dir is not None:
-            for name in ("stdout.log", "stderr.log"):
-                path = run_dir / "logs" / name
-                if path.exists():
-                    with open(path, "rb") as fh:
-                        fh.seek(offsets.get(path, 0))
-                        chunk = fh.read()
-                    offsets[path] = offsets.get(path, 0) + len(chunk)
-                    if chunk:
-                        click.echo(chunk.decode(errors="replace"), nl=False)
-        if row.final:
+        final = job.state in FINAL  # read first: the last lines are printed after the end
+        for path in job.log_files():
+            if path.exists():
+                with open(path, "rb") as fh:
+                    fh.seek(offsets.get(path, 0))
+                    chunk = fh.read()
+                offsets[path] = offsets.get(path, 0) + len(chunk)
+                if chunk:
+                    click.echo(chunk.decode(errors="replace"), nl=False)
+        if final:
             return
         time.sleep(0.25)
 
@@ -237,7 +153,7 @@ def logs(job_id: str, follow: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def cancel(job_id: str, as_json: bool) -> None:
     """Cancel a job: at once if queued, through the agent if running."""
-    from nblaunch.client import Job
+    from nblaunch.api import Job
 
     job = Job(job_id)
     state = job.cancel()
@@ -253,13 +169,10 @@ def cancel(job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 def preempt(job_id: str) -> None:
     """Preempt a running job as a spot reclaim would (SIGTERM); it checkpoints and requeues."""
-    from nblaunch.agent.lockfile import wake
-    from nblaunch.client import Job, store
-    from nblaunch.home import home
+    from nblaunch.api import Job
 
     job = Job(job_id)
-    store().request_preempt(job.id)
-    wake(home())
+    job.preempt()
     click.echo(f"job {job.id}: preemption sent; it checkpoints, stops and is requeued to resume")
 
 
@@ -269,7 +182,7 @@ def preempt(job_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows.")
 def metrics(job_id: str, name: str | None, as_json: bool) -> None:
     """Print the metrics a job has logged: attempt, step, name, value, time."""
-    from nblaunch.client import Job
+    from nblaunch.api import Job
 
     rows = Job(job_id).metrics(name)
     if as_json:
@@ -301,28 +214,16 @@ def agent(queues: tuple[str, ...], status: bool, idle_timeout: float | None, as_
 
 
 def _agent_status(root: Path, as_json: bool) -> None:
-    from nblaunch.agent.lockfile import holder_pid
-    from nblaunch.client import store
+    from nblaunch.agent.status import agent_status
 
-    pid = holder_pid(root)
-    latest = store(root).latest_agent()
-    live = latest if latest and pid == latest.pid else None
-    data = {
-        "alive": pid is not None,
-        "pid": pid,
-        "home": str(root),
-        "last_heartbeat": live.heartbeat_at if live else None,
-        "heartbeat_age_s": round(time.time() - live.heartbeat_at, 3) if live else None,
-        "queues": list(live.queues) if live else [],
-        "started_at": live.started_at if live else None,
-    }
+    data = agent_status(root)
     if as_json:
         click.echo(json.dumps(data, indent=2))
-    elif pid is None:
+    elif data["pid"] is None:
         click.echo(f"no agent is running for {root}")
     else:
         click.echo(
-            f"agent pid {pid} serving {', '.join(data['queues'])}; "
+            f"agent pid {data['pid']} serving {', '.join(data['queues'])}; "
             f"last heartbeat {data['heartbeat_age_s']}s ago"
         )
 
@@ -331,18 +232,17 @@ def _agent_status(root: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def queues(as_json: bool) -> None:
     """List the configured queues and what is in them."""
-    from nblaunch.client import Queue, store
+    from nblaunch.api import Queue
 
     rows = []
-    db = store()
     for queue in Queue.all():
-        jobs_in = db.jobs(queue=queue.name)
+        snap = queue.snapshot(limit=0)
         rows.append(
             {
-                **queue.config.model_dump(exclude_none=True),
-                "gpu_slots": queue.gpu_slots(),
-                "queued": sum(1 for j in jobs_in if j.state.value == "queued"),
-                "running": sum(1 for j in jobs_in if j.state.value in ("starting", "running")),
+                **queue.options.model_dump(exclude_none=True),
+                "gpu_slots": snap.gpu_slots,
+                "queued": snap.counts.get("queued", 0),
+                "running": sum(snap.counts.get(s.value, 0) for s in ACTIVE),
             }
         )
     if as_json:
@@ -372,26 +272,26 @@ def estimate(args: tuple[str, ...]) -> None:
     click.echo(text)
 
 
-def _wait_with_progress(job: Any, quiet: bool) -> None:
+def _wait_with_progress(job: Job, quiet: bool) -> None:
     last = None
     while True:
-        row = job.row
-        if row.state != last and not quiet:
+        state = job.state
+        if state != last and not quiet:
             click.echo(job.status_line(), err=True)
-            last = row.state
-        if row.final:
+            last = state
+        if state in FINAL:
             return
         time.sleep(0.05)
 
 
-def _print_job(job: Any, as_json: bool) -> None:
+def _print_job(job: Job, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(job.to_dict(), indent=2))
         return
     click.echo(job.status_line())
-    output = job.output_notebook
-    if output is not None and job.row.final:
-        click.echo(f"output notebook: {output}")
+    snap = job.snapshot(metrics=False)
+    if snap.output_notebook is not None and snap.final:
+        click.echo(f"output notebook: {snap.output_notebook}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -404,9 +304,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("nblaunch: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
         command = (
-            f" {exc.ctx.command_path.split(' ', 1)[1]}"
-            if getattr(exc, "ctx", None) and " " in exc.ctx.command_path
+            f" {ctx.command_path.split(' ', 1)[1]}"
+            if ctx is not None and " " in ctx.command_path
             else ""
         )
         click.echo(

@@ -29,3 +29,8 @@ def queues_file(root: Path) -> Path:
 
 def jobs_dir(root: Path) -> Path:
     return root / "jobs"
+
+
+def objects_dir(root: Path) -> Path:
+    """The content-addressed store of workspace files that bundles link to."""
+    return root / "objects"

@@ -25,13 +25,13 @@ def nbl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root.mkdir()
     monkeypatch.setenv("NBLAUNCH_HOME", str(root))
     monkeypatch.setenv("NBLAUNCH_AGENT_IDLE_S", "30")
-    from nblaunch import client
+    from nblaunch import api
 
-    client._store.cache_clear()
+    api._store.cache_clear()
     yield root
     kill_attempts(root)
     stop_agent(root)
-    client._store.cache_clear()
+    api._store.cache_clear()
 
 
 def kill_attempts(root: Path) -> None:
@@ -39,7 +39,7 @@ def kill_attempts(root: Path) -> None:
     design, so stopping the agent alone would leave them behind."""
     import psutil
 
-    from nblaunch.client import store
+    from nblaunch.api import store
 
     db = store(root)
     for job in db.jobs():

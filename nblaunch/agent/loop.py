@@ -20,12 +20,13 @@ from types import FrameType
 from nblaunch.agent import lockfile
 from nblaunch.errors import NBLaunchError, TransitionError
 from nblaunch.home import queues_file, store_path
-from nblaunch.jobs.cost import actual_cost
-from nblaunch.queue.config import LocalQueueConfig, QueueConfig, load_queues
+from nblaunch.queue import policy
+from nblaunch.queue.config import load_queues, runner_for
+from nblaunch.queue.rows import AttemptRow, JobRow, held_spans
 from nblaunch.queue.states import State
-from nblaunch.queue.store import AttemptRow, JobRow, Store
-from nblaunch.runners.base import Launch, Outcome, Runner, runner_class
-from nblaunch.runtime.metrics import FILE_NAME as METRICS_FILE
+from nblaunch.queue.store import Store
+from nblaunch.runners.base import AttemptEnd, Launch, QueueOptions, Runner
+from nblaunch.runtime.contract import Env, JobDir, Outcome, RunDir, job_cost
 from nblaunch.runtime.metrics import read_new
 
 log = logging.getLogger("nblaunch.agent")
@@ -42,7 +43,7 @@ class Agent:
     _cancelling: set[tuple[str, int]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
-        self.queues: dict[str, QueueConfig] = {}
+        self.queues: dict[str, QueueOptions] = {}
         self.runners: dict[str, Runner] = {}
         self._config_stamp: float | None = None
         self._load_config()
@@ -65,8 +66,9 @@ class Agent:
         for name, cfg in configs.items():
             runner = self.runners.get(name)
             if runner is None or runner.name != cfg.runner:
-                runner = runner_class(cfg.runner)(cfg)
-            runner.queue = cfg
+                runner = runner_for(cfg)
+                runner.start()
+            runner.options = cfg
             runners[name] = runner
         self.queues, self.runners = configs, runners
 
@@ -180,18 +182,12 @@ class Agent:
                 log.exception(
                     "watching %s attempt %d failed; retrying next pass", job.id, attempt.n
                 )
-        pool = [n for n, c in self.queues.items() if isinstance(c, LocalQueueConfig)]
-        for name, cfg in self.queues.items():
-            gpu_ids, cpu_slots = _slots(cfg)
+        slots = {name: runner.slots() for name, runner in self.runners.items()}
+        for name, queue_slots in slots.items():
+            pool = queue_slots.device_pool
+            sharing = [n for n, s in slots.items() if pool is not None and s.device_pool == pool]
             while (
-                claimed := self.store.claim(
-                    name,
-                    len(gpu_ids),
-                    cpu_slots,
-                    os.getpid(),
-                    gpu_ids=gpu_ids,
-                    gpu_pool=pool if name in pool else None,
-                )
+                claimed := self.store.claim(name, queue_slots, sharing, os.getpid())
             ) is not None:
                 self._start(*claimed)
         return self.store.has_work(self.queues)
@@ -201,26 +197,26 @@ class Agent:
         if attempt.handle is None:
             # Claimed by an agent that died before the runner started it.
             if attempt.agent_pid != os.getpid():
-                self._finish(job, attempt, Outcome(State.LOST, None, "agent_died", None))
+                self._finish(job, attempt, AttemptEnd(Outcome.AGENT_DIED))
             return
         if job.cancel_requested_at is not None and (job.id, attempt.n) not in self._cancelling:
             self._cancelling.add((job.id, attempt.n))
             log.info("cancelling %s attempt %d", job.id, attempt.n)
-            runner.cancel(attempt.handle, self.queues[job.queue].cancel_grace_s)
+            runner.cancel(attempt.handle, runner.options.cancel_grace_s)
         if job.preempt_requested_at is not None:
             log.info("preempting %s attempt %d", job.id, attempt.n)
             runner.preempt(attempt.handle)
             self.store.clear_preempt_request(job.id, job.preempt_requested_at)
-        outcome = runner.poll(attempt.handle, attempt.run_dir)
+        end = runner.poll(attempt.handle, RunDir(attempt.run_dir))
         self._ingest(job, attempt)
-        if outcome is not None:
+        if end is not None:
             self._cancelling.discard((job.id, attempt.n))
-            self._finish(job, attempt, outcome)
+            self._finish(job, attempt, end)
 
     def _ingest(self, job: JobRow, attempt: AttemptRow) -> None:
         """Move the attempt's new metric lines into the store, while it runs and
         once more after it ends (so the tail is never lost)."""
-        rows, offset = read_new(attempt.run_dir / METRICS_FILE, attempt.metrics_offset)
+        rows, offset = read_new(RunDir(attempt.run_dir).metrics, attempt.metrics_offset)
         if offset != attempt.metrics_offset:
             self.store.ingest_metrics(job.id, attempt.n, rows, offset)
 
@@ -230,8 +226,8 @@ class Agent:
             job_id=job.id,
             attempt=attempt.n,
             bundle=job.bundle,
-            run_dir=attempt.run_dir,
-            checkpoint_dir=job.job_dir / "checkpoints",
+            run=RunDir(attempt.run_dir),
+            checkpoint_dir=JobDir(job.job_dir).checkpoints,
             gpu_ids=attempt.gpu_ids,
             env=self._job_env(job, attempt),
         )
@@ -240,7 +236,7 @@ class Agent:
         except Exception as exc:  # the runner's own failure ends this attempt, not the agent
             log.exception("runner %s could not start %s", runner.name, job.id)
             error = {"ename": type(exc).__name__, "evalue": str(exc), "cell_index": None}
-            self._finish(job, attempt, Outcome(State.FAILED, None, "runner_error", error))
+            self._finish(job, attempt, AttemptEnd(Outcome.RUNNER_ERROR, error))
             return
         self.store.transition(
             job.id,
@@ -253,82 +249,36 @@ class Agent:
 
     def _job_env(self, job: JobRow, attempt: AttemptRow) -> dict[str, str]:
         env = {
-            "NBLAUNCH_HOME": str(self.root),
-            "NBLAUNCH_JOB_ID": job.id,
-            "NBLAUNCH_ATTEMPT": str(attempt.n),
-            "NBLAUNCH_CHECKPOINT_DIR": str(job.job_dir / "checkpoints"),
+            Env.HOME: str(self.root),
+            Env.JOB_ID: job.id,
+            Env.ATTEMPT: str(attempt.n),
+            Env.CHECKPOINT_DIR: str(JobDir(job.job_dir).checkpoints),
         }
         # The kernel writes the job's cost so far into the wandb run summary at the end.
-        spent = actual_cost(self.store, job, self.queues[job.queue])
-        env["NBLAUNCH_PRIOR_GPU_HOURS"] = repr(spent["gpu_hours"])
-        if spent["price_per_gpu_hour"] is not None:
-            env["NBLAUNCH_PRICE_PER_GPU_HOUR"] = repr(spent["price_per_gpu_hour"])
+        price = self.runners[job.queue].options.price()
+        spans, _ = held_spans(job, self.store.attempts(job.id), time.time())
+        env[Env.PRIOR_GPU_HOURS] = repr(job_cost(spans, job.gpus, price).gpu_hours)
+        if price is not None:
+            env[Env.PRICE_PER_GPU_HOUR] = repr(price)
         return env
 
-    def _finish(self, job: JobRow, attempt: AttemptRow, outcome: Outcome) -> None:
+    def _finish(self, job: JobRow, attempt: AttemptRow, end: AttemptEnd) -> None:
         job = self.store.job(job.id)
-        fields = {
-            "exit_code": outcome.exit_code,
-            "outcome": outcome.outcome,
-            "error": outcome.error,
-        }
-        to, reason, job_fields = _decide(job, outcome)
-        attempt_state = State.CANCELLED if to is State.CANCELLED else outcome.state
+        fields = {"exit_code": end.exit_code, "outcome": end.outcome.value, "error": end.error}
+        decision = policy.decide(job, end, time.time())
+        if decision.state is State.CANCELLED:
+            attempt_state = State.CANCELLED
+        else:
+            attempt_state = State(end.outcome.state)
         try:
             self.store.transition(
                 job.id,
-                to,
-                reason,
+                decision.state,
+                decision.reason,
                 attempt_state=attempt_state,
                 attempt_fields=fields,
-                job_fields=job_fields,
+                job_fields=decision.fields,
             )
         except TransitionError:
             log.warning("job %s changed state while its attempt ended; left as it is", job.id)
-        log.info("job %s attempt %d: %s -> %s", job.id, attempt.n, outcome.outcome, to)
-
-
-def _decide(job: JobRow, outcome: Outcome) -> tuple[State, str, dict[str, object]]:
-    """The job's next state once an attempt has ended, and why."""
-    if job.cancel_requested_at is not None:
-        return State.CANCELLED, "cancelled by request", {"error": None}
-    if outcome.state is State.SUCCEEDED:
-        return State.SUCCEEDED, "notebook completed", {"error": None}
-    if outcome.outcome == "agent_died":
-        # Nothing of the job ran, so this costs no retry.
-        return State.QUEUED, "claimed by an agent that died before starting it", {}
-    what = outcome.outcome.replace("_", " ")
-    if outcome.error and outcome.error.get("ename"):
-        what += f" ({outcome.error['ename']}: {outcome.error.get('evalue')})"
-    if outcome.state is State.PREEMPTED:
-        if job.preemptions < job.max_preemptions:
-            return (
-                State.QUEUED,
-                f"preempted; requeued to resume (preemption {job.preemptions + 1})",
-                {"preemptions": job.preemptions + 1, "not_before": 0.0, "error": None},
-            )
-        return (
-            State.PREEMPTED,
-            f"preempted {job.preemptions + 1} times; no preemption left",
-            {"error": outcome.error},
-        )
-    if job.retries < job.max_retries:
-        delay = job.retry_backoff_s * (2**job.retries)
-        return (
-            State.QUEUED,
-            f"{what}; retry {job.retries + 1}/{job.max_retries} in {delay:g}s",
-            {"retries": job.retries + 1, "not_before": time.time() + delay, "error": outcome.error},
-        )
-    return outcome.state, what, {"error": outcome.error}
-
-
-def _slots(cfg: QueueConfig) -> tuple[list[int], int]:
-    """Physical GPU ids behind the queue's slots, and its CPU-job slots."""
-    if isinstance(cfg, LocalQueueConfig):
-        slots = cfg.gpu_slots()
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        ids = [int(v) for v in visible.split(",") if v.strip().isdigit()]
-        if len(ids) < slots:  # unset, UUIDs, or more slots configured than listed
-            ids = list(range(slots))
-        return ids[:slots], cfg.cpu_slots()
-    return list(range(cfg.gpus or 0)), 1 << 30
+        log.info("job %s attempt %d: %s -> %s", job.id, attempt.n, end.outcome, decision.state)

@@ -10,18 +10,14 @@ looked up when needed, so the magics work while the widgets are absent.
 
 from __future__ import annotations
 
-import time
 import weakref
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
+from nblaunch.api import Job
 from nblaunch.errors import MissingDependencyError
 
-if TYPE_CHECKING:
-    from nblaunch.client import Job
-    from nblaunch.queue.store import JobRow
-
-__all__ = ["install", "jobs_text", "show_as_text", "show_live", "widget_frontend", "widgets_api"]
+__all__ = ["install", "show_as_text", "show_live", "widget_frontend", "widgets_api"]
 
 _TEXT_ONLY: weakref.WeakSet[Job] = weakref.WeakSet()
 
@@ -42,8 +38,6 @@ def install(shell: Any) -> None:
     """Show every ``Job`` in ``shell`` through the widgets' mimebundle when they provide one."""
     if widgets_api("job_mimebundle") is None:
         return
-    from nblaunch.client import Job
-
     shell.display_formatter.mimebundle_formatter.for_type(Job, _job_bundle)
 
 
@@ -75,42 +69,3 @@ def show_live(jobs: Sequence[Job], sweep_id: str | None) -> None:
         return
     for job in jobs:
         display(job)
-
-
-def jobs_text(rows: Iterable[JobRow], now: float | None = None) -> str:
-    """A fixed-width table of job rows, newest first, for ``%launch_jobs``."""
-    from nblaunch.jobs.spec import priority_name
-
-    now = time.time() if now is None else now
-    header = ("id", "name", "queue", "state", "priority", "gpus", "attempt", "submitted")
-    table = [header]
-    for r in rows:
-        table.append(
-            (
-                r.id,
-                r.name,
-                r.queue,
-                r.state.value,
-                priority_name(r.priority),
-                str(r.gpus),
-                str(r.attempt),
-                _ago(now - r.submitted_at),
-            )
-        )
-    if len(table) == 1:
-        return "no jobs"
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    )
-
-
-def _ago(seconds: float) -> str:
-    if seconds < 60:
-        return f"{max(0, int(seconds))}s ago"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m ago"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h ago"
-    return f"{int(seconds // 86400)}d ago"

@@ -202,21 +202,19 @@ class LaunchMagics(Magics):
     @line_magic
     def launch_jobs(self, line: str) -> None:
         """List jobs, newest first."""
-        from nblaunch.client import Queue, store
+        from nblaunch.api import jobs
+        from nblaunch.widgets.render import jobs_table
 
         with usage_errors():
             args = parse_line(self.launch_jobs, line, "%launch_jobs")
-            if args.queue is not None:
-                Queue(args.queue)  # an unknown queue is an error, not an empty list
-            rows = store().jobs(queue=args.queue, state=args.state, limit=args.limit)
-            print(display.jobs_text(rows))
+            print(jobs_table(jobs(queue=args.queue, state=args.state, limit=args.limit)))
 
     @magic_arguments()
     @argument("ids", nargs="+", metavar="ID", help="job ids")
     @line_magic
     def launch_cancel(self, line: str) -> None:
         """Cancel jobs: a queued job at once, a running one through its agent."""
-        from nblaunch.client import Job
+        from nblaunch.api import Job
 
         with usage_errors():
             args = parse_line(self.launch_cancel, line, "%launch_cancel")
@@ -232,7 +230,7 @@ class LaunchMagics(Magics):
     @line_magic
     def launch_logs(self, line: str) -> None:
         """Print what a job's attempt wrote to stdout and stderr."""
-        from nblaunch.client import Job
+        from nblaunch.api import Job
 
         with usage_errors():
             args = parse_line(self.launch_logs, line, "%launch_logs")
@@ -272,7 +270,8 @@ class LaunchMagics(Magics):
     @line_magic
     def launch_queue(self, line: str) -> Any:
         """Show a queue: its live status table where widgets render, text elsewhere."""
-        from nblaunch.client import Queue, store
+        from nblaunch.api import Queue
+        from nblaunch.widgets.render import queue_text
 
         with usage_errors():
             args = parse_line(self.launch_queue, line, "%launch_queue")
@@ -280,11 +279,7 @@ class LaunchMagics(Magics):
             status = display.widgets_api("queue_status")
             if status is not None and display.widget_frontend():
                 return status(args.name)
-            rows = store().jobs(queue=args.name, limit=20)
-            slots = queue.gpu_slots()
-            gpus = "?" if slots is None else slots
-            print(f"queue {queue.name} ({queue.config.runner}, {gpus} GPU(s))")
-            print(display.jobs_text(rows))
+            print(queue_text(queue.snapshot(limit=20)))
             return None
 
 

@@ -20,6 +20,7 @@ from IPython.core.magic_arguments import argument
 from IPython.utils.process import arg_split
 
 from nblaunch.errors import SpecError
+from nblaunch.options import magic_job_arguments
 
 __all__ = [
     "collect_params",
@@ -33,27 +34,8 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-STRATEGIES = ("none", "ddp", "fsdp", "deepspeed")
-
-# Listed in the order ``%%launch?`` shows them.
-_JOB_ARGUMENTS = (
-    argument(
-        "--queue", "-q", default="local", metavar="Q", help="queue to submit to (default: local)"
-    ),
-    argument("--gpus", type=int, default=0, metavar="N", help="GPUs per node (default 0)"),
-    argument(
-        "--strategy",
-        choices=STRATEGIES,
-        default="none",
-        help="multi-GPU strategy the job runs with (default none)",
-    ),
-    argument("--nodes", type=int, default=1, metavar="M", help="nodes (default 1)"),
-    argument("--zero", type=int, metavar="K", help="DeepSpeed ZeRO stage 0-3"),
-    argument(
-        "--offload",
-        action="store_true",
-        help="DeepSpeed: offload optimizer state (ZeRO-3: also parameters) to CPU",
-    ),
+# Listed in the order ``%%launch?`` shows them: the job options, then the magics' own.
+_MAGIC_ARGUMENTS = (
     argument(
         "-p",
         dest="param",
@@ -68,19 +50,6 @@ _JOB_ARGUMENTS = (
         dest="params_var",
         metavar="VAR",
         help="a dict in the kernel namespace holding parameters (-p wins on a clash)",
-    ),
-    argument("--name", help="job name shown in listings"),
-    argument(
-        "--priority",
-        default="normal",
-        help="low, normal, high, critical or an integer (default normal)",
-    ),
-    argument(
-        "--max-retries",
-        type=int,
-        default=0,
-        metavar="N",
-        help="times a failed attempt is retried (default 0; the queue's when 0)",
     ),
     argument("--out", metavar="VAR", help="bind the Job handle to VAR in the kernel"),
     argument(
@@ -100,9 +69,9 @@ _JOB_ARGUMENTS = (
 def job_arguments(func: F) -> F:
     """Add the options every job-submitting magic accepts to ``func``."""
     # magic_arguments lists arguments in reverse order of decoration.
-    for decorate in reversed(_JOB_ARGUMENTS):
+    for decorate in reversed(_MAGIC_ARGUMENTS):
         func = decorate(func)
-    return func
+    return magic_job_arguments(func)
 
 
 def parse_line(magic: Callable[..., Any], line: str, prog: str) -> argparse.Namespace:

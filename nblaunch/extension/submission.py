@@ -1,6 +1,6 @@
 """From parsed magic options to queued jobs: spec fields, dry runs, submit, wait.
 
-Every job goes through ``nblaunch.client.submit_spec``, the same call
+Every job goes through ``nblaunch.api.submit_spec``, the same call
 ``nblaunch.submit()`` and the CLI end in. All specs of one magic call are
 built (and so validated) before the first is queued.
 """
@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nblaunch.client import Job, submit_spec
+from nblaunch.api import Job, check_submission, submit_spec
 from nblaunch.extension import display
-from nblaunch.jobs.spec import JobSpec, parse_priority, strategy_options
+from nblaunch.home import home, objects_dir
+from nblaunch.jobs.spec import JobSpec
+from nblaunch.options import job_fields
 from nblaunch.queue.states import State
 
 __all__ = ["dry_run", "finish", "spec_fields", "submit_all"]
@@ -25,15 +27,7 @@ Item = tuple[JobSpec, dict[str, Any]]
 
 def spec_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The ``JobSpec`` fields the shared job options set."""
-    return {
-        "queue": args.queue,
-        "gpus": args.gpus,
-        "nodes": args.nodes,
-        "strategy": args.strategy,
-        "priority": parse_priority(args.priority),
-        "max_retries": args.max_retries,
-        **strategy_options(args.strategy, args.zero, args.offload),
-    }
+    return job_fields(vars(args))
 
 
 def submit_all(items: Sequence[Item]) -> list[Job]:
@@ -44,18 +38,15 @@ def submit_all(items: Sequence[Item]) -> list[Job]:
 def dry_run(items: Sequence[Item]) -> list[Path]:
     """Write each bundle to a temporary folder, print what it holds, queue nothing."""
     from nblaunch.extension.cells import describe
-    from nblaunch.home import home
-    from nblaunch.jobs.bundle import check_notebook, write_bundle
-    from nblaunch.queue.config import get_queue
+    from nblaunch.jobs.bundle import write_bundle
 
     root = home()
+    checked = [check_submission(spec, nb, root)[1] for spec, nb in items]
     folder = Path(tempfile.mkdtemp(prefix="nblaunch-dry-run-"))
     bundles = []
-    for index, (spec, nb) in enumerate(items):
-        check_notebook(nb, spec.notebook)
-        get_queue(root, spec.queue)
+    for index, ((spec, nb), files) in enumerate(zip(items, checked, strict=True)):
         name = "job" if len(items) == 1 else f"job-{index}"
-        bundles.append(write_bundle(folder / name, spec, nb))
+        bundles.append(write_bundle(folder / name, spec, nb, files, objects_dir(root)))
     print(f"dry run, nothing queued: {len(bundles)} bundle(s) in {folder}")
     for (spec, nb), bundle in zip(items, bundles, strict=True):
         print(

@@ -6,6 +6,8 @@
     notebook.ipynb      papermill-ready; a cell tagged ``parameters`` holds defaults
     requirements.txt    installed distributions of the submitting environment
     git.json            remote, branch, commit, dirty diff
+    workspace/          the notebook's folder (files hardlinked from the object store)
+    workspace.json      what the workspace holds: path → sha256 and size
 
 A bundle appears whole or not at all: it is written to a temporary sibling
 folder and renamed into place.
@@ -23,6 +25,8 @@ from typing import Any
 from nblaunch.errors import SpecError
 from nblaunch.jobs.environment import git_state, requirements
 from nblaunch.jobs.spec import JobSpec
+from nblaunch.jobs.workspace import WorkspaceFile, store_workspace
+from nblaunch.runtime.contract import BUNDLE_NOTEBOOK, BUNDLE_SPEC, WORKSPACE, JobDir
 
 
 def read_notebook(path: Path) -> dict[str, Any]:
@@ -49,8 +53,17 @@ def check_notebook(data: Any, label: str) -> None:
         )
 
 
-def write_bundle(job_dir: Path, spec: JobSpec, notebook: dict[str, Any]) -> Path:
+def write_bundle(
+    job_dir: Path,
+    spec: JobSpec,
+    notebook: dict[str, Any],
+    workspace: list[WorkspaceFile],
+    objects: Path,
+) -> Path:
     """Create ``job_dir`` holding the bundle for ``spec``; return the bundle folder.
+
+    ``workspace`` (already size-checked) is stored in the object store
+    ``objects`` and linked into the bundle.
 
     The job folder is staged under a hidden name and renamed into place, so a
     reader never sees a job folder without its complete bundle.
@@ -58,10 +71,12 @@ def write_bundle(job_dir: Path, spec: JobSpec, notebook: dict[str, Any]) -> Path
     job_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{job_dir.name}-", dir=job_dir.parent))
     try:
-        bundle = staging / "bundle"
+        bundle = JobDir(staging).bundle
         bundle.mkdir()
-        (bundle / "job.json").write_text(spec.to_json())
-        (bundle / "notebook.ipynb").write_text(json.dumps(notebook, indent=1))
+        (bundle / BUNDLE_SPEC).write_text(spec.to_json())
+        (bundle / BUNDLE_NOTEBOOK).write_text(json.dumps(notebook, indent=1))
+        manifest = store_workspace(workspace, objects, bundle / WORKSPACE)
+        (bundle / "workspace.json").write_text(json.dumps(manifest, indent=1))
         (bundle / "requirements.txt").write_text(requirements())
         git = git_state(Path(spec.submit_dir))
         (bundle / "git.json").write_text(json.dumps(git, indent=2))
@@ -69,4 +84,4 @@ def write_bundle(job_dir: Path, spec: JobSpec, notebook: dict[str, Any]) -> Path
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return job_dir / "bundle"
+    return JobDir(job_dir).bundle

@@ -24,8 +24,9 @@ from nblaunch.jobs.calibration import Calibration, calibrate
 from nblaunch.jobs.gpus import DEFAULT_MFU
 from nblaunch.jobs.hardware import Device, resolve_device
 from nblaunch.jobs.sizes import count_tokens, model_size
-from nblaunch.queue.config import QueueConfig, get_queue
+from nblaunch.queue.config import get_queue
 from nblaunch.queue.store import Store
+from nblaunch.runners.base import QueueOptions
 
 __all__ = ["Estimate", "estimate", "DEFAULT_RESTART_S", "DEFAULT_CHECKPOINT_INTERVAL_S"]
 
@@ -302,13 +303,13 @@ def estimate(
     )
 
 
-def _fix(config: QueueConfig | None, key: str, flag: str) -> str:
+def _fix(config: QueueOptions | None, key: str, flag: str) -> str:
     if config is None:
         return f"pass {flag}, or --queue NAME with {key} set in queues.toml"
     return f"set {key} in [queues.{config.name}] of queues.toml or pass {flag}"
 
 
-def _pick(given: float | None, config: QueueConfig | None, key: str) -> float | None:
+def _pick(given: float | None, config: QueueOptions | None, key: str) -> float | None:
     if given is not None:
         return given
     return getattr(config, key) if config is not None else None
@@ -319,7 +320,7 @@ def _mfu(
     device: Device,
     gpu: str | None,
     gpus: int,
-    config: QueueConfig | None,
+    config: QueueOptions | None,
     root: Path,
 ) -> tuple[float, str, float]:
     """MFU, where it came from, and the per-job overhead seconds that go with it."""
@@ -339,7 +340,7 @@ def _mfu(
 
 
 def _calibration(
-    device: Device, gpu: str | None, gpus: int, config: QueueConfig | None, root: Path
+    device: Device, gpu: str | None, gpus: int, config: QueueOptions | None, root: Path
 ) -> Calibration | None:
     if config is None:
         return None

@@ -19,7 +19,8 @@ from typing import Any
 
 from nblaunch.errors import MissingDependencyError, SpecError
 from nblaunch.jobs.gpus import CPU_FAMILY, lookup_gpu, match_device_name
-from nblaunch.queue.config import LocalQueueConfig, QueueConfig
+from nblaunch.queue.config import runner_for
+from nblaunch.runners.base import QueueOptions
 
 __all__ = ["Device", "cpu_peak_tflops", "resolve_device"]
 
@@ -43,7 +44,7 @@ class Device:
         return self.family == CPU_FAMILY
 
 
-def resolve_device(gpu: str | None, gpus: int, queue: QueueConfig | None, root: Path) -> Device:
+def resolve_device(gpu: str | None, gpus: int, queue: QueueOptions | None, root: Path) -> Device:
     """The device ``gpu`` names, else the queue's ``gpu_type``, else this machine's.
 
     ``gpus=0``, ``gpu="CPU"`` and a local queue on a machine without GPUs all
@@ -62,8 +63,8 @@ def resolve_device(gpu: str | None, gpus: int, queue: QueueConfig | None, root: 
     if queue is not None and queue.gpu_type:
         found, note = lookup_gpu(queue.gpu_type)
         return Device(found.name, found.family, found.peak_tflops, found.memory_gb, note)
-    if isinstance(queue, LocalQueueConfig):
-        if queue.gpu_slots() == 0:
+    if queue is not None and (runner := runner_for(queue)).runs_here:
+        if runner.gpu_slots() == 0:
             return cpu_device(root)
         name = _local_gpu_name()
         match = match_device_name(name) if name else None

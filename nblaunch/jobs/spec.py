@@ -8,54 +8,13 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nblaunch.errors import SpecError
-
-PRIORITIES: dict[str, int] = {"low": -10, "normal": 0, "high": 10, "critical": 100}
-Strategy = Literal["none", "ddp", "fsdp", "deepspeed"]
-
-
-def parse_priority(value: str | int) -> int:
-    """``low`` / ``normal`` / ``high`` / ``critical`` or an integer; higher runs first."""
-    if isinstance(value, bool):
-        raise SpecError(
-            f"priority {value!r} is not valid; use low, normal, high, critical or an integer"
-        )
-    if isinstance(value, int):
-        return value
-    text = str(value).strip().lower()
-    if text in PRIORITIES:
-        return PRIORITIES[text]
-    try:
-        return int(text)
-    except ValueError:
-        raise SpecError(
-            f"priority {value!r} is not valid; use low, normal, high, critical or an integer"
-        ) from None
-
-
-def strategy_options(strategy: str, zero: int | None, offload: bool) -> dict[str, Any]:
-    """``--zero`` / ``--offload`` as the spec's ``options``; they mean DeepSpeed only."""
-    if strategy != "deepspeed" and (zero is not None or offload):
-        raise SpecError("--zero and --offload apply to DeepSpeed; add --strategy deepspeed")
-    if zero is not None and zero not in (0, 1, 2, 3):
-        raise SpecError(f"--zero {zero} is not a ZeRO stage; use 0, 1, 2 or 3")
-    options: dict[str, Any] = {}
-    if zero is not None:
-        options["zero"] = zero
-    if offload:
-        options["offload"] = True
-    return {"options": options} if options else {}
-
-
-def priority_name(value: int) -> str:
-    for name, number in PRIORITIES.items():
-        if number == value:
-            return name
-    return str(value)
+from nblaunch.options import Strategy
+from nblaunch.runtime.contract import BUNDLE_SPEC
 
 
 class JobSpec(BaseModel):
@@ -80,6 +39,7 @@ class JobSpec(BaseModel):
     python: str = Field(default_factory=lambda: sys.version.split()[0])
     created_at: float = Field(default_factory=time.time)
     options: dict[str, Any] = Field(default_factory=dict)
+    workspace_limit_mb: float | None = Field(default=None, gt=0)
 
     @field_validator("params")
     @classmethod
@@ -112,4 +72,4 @@ class JobSpec(BaseModel):
 
     @classmethod
     def read(cls, bundle: Path) -> JobSpec:
-        return cls.model_validate_json((bundle / "job.json").read_text())
+        return cls.model_validate_json((bundle / BUNDLE_SPEC).read_text())

@@ -1,22 +1,23 @@
 """Queues: ``$NBLAUNCH_HOME/queues.toml``, one ``[queues.NAME]`` table each.
 
-A queue named ``local`` exists without any configuration. Keys are generic
-(``gpus``, ``price_per_gpu_hour`` …) or runner-prefixed (``slurm_partition``);
-an unknown key is an error that lists every valid one.
+A queue named ``local`` exists without any configuration. Each table is
+validated by its runner's ``Options`` model (generic keys such as ``gpus`` and
+``price_per_gpu_hour`` plus the runner's own); the runner registry, plug-ins
+included, is loaded first. An unknown key is an error that lists every valid one.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from nblaunch.errors import ConfigError, UnknownQueueError
 from nblaunch.home import queues_file
+from nblaunch.runners.base import QueueOptions, Runner
+from nblaunch.runners.registry import runner_class
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,64 +25,29 @@ else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
 
-class QueueConfig(BaseModel):
-    """Keys every queue accepts, whatever its runner."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    runner: str = "local"
-    gpus: int | None = Field(default=None, ge=0)
-    gpu_type: str | None = None
-    price_per_gpu_hour: float | None = Field(default=None, ge=0)
-    spot_price_per_gpu_hour: float | None = Field(default=None, ge=0)
-    preemptions_per_hour: float | None = Field(default=None, ge=0)
-    cancel_grace_s: float = Field(default=30.0, ge=0)
-    max_retries: int = Field(default=0, ge=0)
+_parsed: dict[Path, tuple[tuple[int, int] | None, dict[str, QueueOptions]]] = {}
 
 
-class LocalQueueConfig(QueueConfig):
-    runner: Literal["local"] = "local"
-    max_concurrent: int | None = Field(default=None, ge=1)
+def load_queues(root: Path) -> dict[str, QueueOptions]:
+    """Every configured queue, plus ``local`` when the file does not define it.
 
-    def gpu_slots(self) -> int:
-        return self.gpus if self.gpus is not None else detected_gpus()
-
-    def cpu_slots(self) -> int:
-        return self.max_concurrent or max(1, os.cpu_count() or 1)
-
-
-CONFIG_CLASSES: dict[str, type[QueueConfig]] = {"local": LocalQueueConfig}
-
-
-def register_config(runner: str, cls: type[QueueConfig]) -> None:
-    """Runners outside this module register the keys their queues accept."""
-    CONFIG_CLASSES[runner] = cls
-
-
-@lru_cache(maxsize=1)
-def detected_gpus() -> int:
-    """GPUs on this machine: ``CUDA_VISIBLE_DEVICES`` if set, else NVML, else 0."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    try:
-        import pynvml
-    except ImportError:
-        return 0
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return 0
-    try:
-        return int(pynvml.nvmlDeviceGetCount())
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def load_queues(root: Path) -> dict[str, QueueConfig]:
-    """Every configured queue, plus ``local`` when the file does not define it."""
+    The parsed file is kept until it changes: faces refresh many times a second.
+    """
     path = queues_file(root)
+    try:
+        stat = path.stat()
+        stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError:
+        stamp = None
+    cached = _parsed.get(path)
+    if cached is not None and cached[0] == stamp:
+        return dict(cached[1])
+    queues = _read_queues(path)
+    _parsed[path] = (stamp, queues)
+    return dict(queues)
+
+
+def _read_queues(path: Path) -> dict[str, QueueOptions]:
     tables: dict[str, Any] = {}
     if path.exists():
         try:
@@ -100,11 +66,12 @@ def load_queues(root: Path) -> dict[str, QueueConfig]:
         if not isinstance(tables, dict):
             raise ConfigError(f"{path}: 'queues' must be a table of [queues.NAME] tables")
     queues = {name: _parse_queue(path, name, table) for name, table in tables.items()}
-    queues.setdefault("local", LocalQueueConfig(name="local"))
+    if "local" not in queues:  # the one queue that needs no configuration
+        queues["local"] = runner_class("local").Options(name="local")
     return queues
 
 
-def get_queue(root: Path, name: str) -> QueueConfig:
+def get_queue(root: Path, name: str) -> QueueOptions:
     queues = load_queues(root)
     if name not in queues:
         raise UnknownQueueError(
@@ -114,16 +81,21 @@ def get_queue(root: Path, name: str) -> QueueConfig:
     return queues[name]
 
 
-def _parse_queue(path: Path, name: str, table: Any) -> QueueConfig:
+def runner_for(options: QueueOptions) -> Runner:
+    """A runner for the queue (no side effects until the agent calls ``start``)."""
+    return runner_class(options.runner)(options)
+
+
+def _parse_queue(path: Path, name: str, table: Any) -> QueueOptions:
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [queues.{name}] must be a table")
     runner = table.get("runner", "local")
-    cls = CONFIG_CLASSES.get(runner)
-    if cls is None:
-        raise ConfigError(
-            f"{path}: [queues.{name}] runner {runner!r} is unknown; "
-            f"valid runners: {', '.join(sorted(CONFIG_CLASSES))}"
-        )
+    if not isinstance(runner, str):
+        raise ConfigError(f'{path}: [queues.{name}] runner must be a name, e.g. runner = "local"')
+    try:
+        cls = runner_class(runner).Options
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: [queues.{name}] {exc}") from None
     try:
         return cls(name=name, **table)
     except ValidationError as exc:
@@ -134,7 +106,7 @@ def _parse_queue(path: Path, name: str, table: Any) -> QueueConfig:
         ) from None
 
 
-def _describe(path: Path, name: str, cls: type[QueueConfig], exc: ValidationError) -> str:
+def _describe(path: Path, name: str, cls: type[QueueOptions], exc: ValidationError) -> str:
     err = exc.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
     valid = ", ".join(k for k in cls.model_fields if k != "name")

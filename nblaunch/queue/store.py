@@ -13,120 +13,26 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nblaunch.errors import NBLaunchError, TransitionError, UnknownJobError
-from nblaunch.jobs.spec import JobSpec
-from nblaunch.queue import schema
+from nblaunch.queue import scheduling, schema
+from nblaunch.queue.rows import (
+    AgentRow,
+    AttemptRow,
+    EventRow,
+    JobRow,
+    Submission,
+    agent_row,
+    attempt_row,
+    job_row,
+)
 from nblaunch.queue.states import ACTIVE, FINAL, State, sources_of
-
-
-@dataclass(frozen=True)
-class JobRow:
-    """One job as the store holds it."""
-
-    seq: int
-    id: str
-    name: str
-    queue: str
-    state: State
-    priority: int
-    gpus: int
-    job_dir: Path
-    sweep_id: str | None
-    max_retries: int
-    retry_backoff_s: float
-    max_preemptions: int
-    attempt: int
-    retries: int
-    preemptions: int
-    not_before: float
-    submitted_at: float
-    started_at: float | None
-    finished_at: float | None
-    cancel_requested_at: float | None
-    error: dict[str, Any] | None
-    updated_at: float
-    preempt_requested_at: float | None
-
-    @property
-    def bundle(self) -> Path:
-        return self.job_dir / "bundle"
-
-    def run_dir(self, attempt: int | None = None) -> Path | None:
-        n = self.attempt if attempt is None else attempt
-        return self.job_dir / "attempts" / str(n) if n > 0 else None
-
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL
-
-
-@dataclass(frozen=True)
-class AttemptRow:
-    job_id: str
-    n: int
-    state: State
-    run_dir: Path
-    gpu_ids: tuple[int, ...]
-    handle: dict[str, Any] | None
-    agent_pid: int | None
-    started_at: float
-    running_at: float | None
-    finished_at: float | None
-    exit_code: int | None
-    outcome: str | None
-    error: dict[str, Any] | None
-    metrics_offset: int
-
-
-@dataclass(frozen=True)
-class EventRow:
-    job_id: str
-    attempt: int
-    time: float
-    from_state: str | None
-    to_state: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class AgentRow:
-    id: int
-    pid: int
-    host: str
-    queues: tuple[str, ...]
-    started_at: float
-    heartbeat_at: float
-    stopped_at: float | None
-
-
-def _job(row: sqlite3.Row) -> JobRow:
-    d = dict(row)
-    d["state"] = State(d["state"])
-    d["job_dir"] = Path(d["job_dir"])
-    d["error"] = json.loads(d["error"]) if d["error"] else None
-    return JobRow(**d)
-
-
-def _attempt(row: sqlite3.Row) -> AttemptRow:
-    d = dict(row)
-    d["state"] = State(d["state"])
-    d["run_dir"] = Path(d["run_dir"])
-    d["gpu_ids"] = tuple(int(g) for g in d["gpu_ids"].split(",") if g)
-    d["handle"] = json.loads(d["handle"]) if d["handle"] else None
-    d["error"] = json.loads(d["error"]) if d["error"] else None
-    return AttemptRow(**d)
-
-
-def _agent(row: sqlite3.Row) -> AgentRow:
-    d = dict(row)
-    d["queues"] = tuple(q for q in d["queues"].split(",") if q)
-    return AgentRow(**d)
+from nblaunch.runners.base import Slots
+from nblaunch.runtime.contract import JobDir
 
 
 class Store:
@@ -187,9 +93,19 @@ class Store:
                 raise
             self._db.execute("COMMIT")
 
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: every query in the block sees the same moment."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            finally:
+                self._db.execute("COMMIT")
+
     # -- jobs -------------------------------------------------------------
 
-    def insert_job(self, job_id: str, spec: JobSpec, job_dir: Path) -> JobRow:
+    def insert_job(self, job_id: str, spec: Submission, job_dir: Path) -> JobRow:
         now = time.time()
         with self.transaction() as db:
             row = db.execute(
@@ -212,7 +128,7 @@ class Store:
                 ),
             ).fetchone()
             self._event(db, job_id, 0, None, State.QUEUED, "submitted", now)
-        return _job(row)
+        return job_row(row)
 
     def job(self, job_id: str) -> JobRow:
         """The job with this id, or the one job whose id starts with it."""
@@ -228,7 +144,7 @@ class Store:
                 f"no job {job_id!r} in {self.path}; list jobs with `nblaunch jobs` "
                 "(or check NBLAUNCH_HOME)"
             )
-        return _job(row)
+        return job_row(row)
 
     def jobs(
         self,
@@ -245,32 +161,7 @@ class Store:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         tail = f"LIMIT {int(limit)}" if limit else ""
         rows = self._all(f"SELECT * FROM jobs {where} ORDER BY seq DESC {tail}", args)
-        return [_job(r) for r in rows]
-
-    def queue_position(self, job: JobRow) -> int | None:
-        """1-based place among the queue's waiting jobs, in the order they will be picked."""
-        if job.state is not State.QUEUED:
-            return None
-        ahead = self._one(
-            """SELECT COUNT(*) FROM jobs WHERE queue = ? AND state = 'queued'
-               AND (priority > ? OR (priority = ? AND seq < ?))""",
-            (job.queue, job.priority, job.priority, job.seq),
-        )[0]
-        return int(ahead) + 1
-
-    def state_counts(self, queue: str) -> dict[str, int]:
-        rows = self._all(
-            "SELECT state, COUNT(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,)
-        )
-        return {state: int(n) for state, n in rows}
-
-    def gpus_in_use(self, queue: str) -> int:
-        row = self._one(
-            """SELECT COALESCE(SUM(gpus), 0) FROM jobs
-               WHERE queue = ? AND state IN ('starting', 'running')""",
-            (queue,),
-        )
-        return int(row[0]) if row else 0
+        return [job_row(r) for r in rows]
 
     def has_work(self, queues: Iterable[str]) -> bool:
         names = list(queues)
@@ -291,31 +182,20 @@ class Store:
                 AND not_before > ?""",
             (*names, time.time()),
         )
-        return row[0]
+        return None if row is None else row[0]
 
     # -- the agent's moves -------------------------------------------------
 
     def claim(
-        self,
-        queue: str,
-        gpu_slots: int,
-        cpu_slots: int,
-        agent_pid: int,
-        *,
-        gpu_ids: list[int] | None = None,
-        gpu_pool: list[str] | None = None,
+        self, queue: str, slots: Slots, pool: Sequence[str], agent_pid: int
     ) -> tuple[JobRow, AttemptRow] | None:
-        """Move the best queued job that fits free resources to ``starting``.
+        """Move the job ``scheduling.pick`` chooses to ``starting`` with its devices.
 
-        Higher priority first, then older. A GPU job that does not fit blocks
-        the GPU jobs behind it (no starvation of large jobs); jobs that need no
-        GPU still start while CPU slots are free. ``gpu_ids`` are the physical
-        devices behind the slots (default ``0..gpu_slots-1``); ``gpu_pool`` the
-        queues sharing those devices, so two queues never hand out one GPU.
+        ``slots`` are the queue's devices and CPU-job slots; ``pool`` the queues
+        sharing those devices, so two queues never hand out one GPU.
         """
         now = time.time()
-        devices = list(gpu_ids) if gpu_ids is not None else list(range(gpu_slots))
-        pool = list(gpu_pool or [queue])
+        pool = list(pool) or [queue]
         marks = ",".join("?" * len(pool))
         with self.transaction() as db:
             active = db.execute(
@@ -324,49 +204,40 @@ class Store:
                    WHERE j.queue IN ({marks}) AND j.state IN ('starting', 'running')""",
                 pool,
             ).fetchall()
-            used = {int(g) for _, _, ids in active for g in ids.split(",") if g}
+            used = {g for _, _, ids in active for g in ids.split(",") if g}
             cpu_busy = sum(1 for q, gpus, _ in active if gpus == 0 and q == queue)
-            free_ids = [i for i in devices if i not in used]
             # Stepped, not fetched: the first fitting job is usually the first row.
             candidates = db.execute(
                 """SELECT id, gpus FROM jobs WHERE queue = ? AND state = 'queued'
                    AND not_before <= ? ORDER BY priority DESC, seq""",
                 (queue, now),
             )
-            chosen: tuple[str, list[int]] | None = None
-            gpu_blocked = False
-            for job_id, gpus in candidates:
-                if cpu_busy >= cpu_slots and (gpu_blocked or not free_ids):
-                    break  # nothing further down can fit either
-                if gpus == 0:
-                    if cpu_busy < cpu_slots:
-                        chosen = (job_id, [])
-                        break
-                elif not gpu_blocked and gpus <= len(free_ids):
-                    chosen = (job_id, free_ids[:gpus])
-                    break
-                else:
-                    gpu_blocked = True
+            free = [g for g in slots.gpu_ids if g not in used]
+            chosen = scheduling.pick(candidates, free, slots.cpu_slots - cpu_busy)
             candidates.close()
             if chosen is None:
                 return None
-            job_id, gpu_ids = chosen
             row = db.execute(
                 """UPDATE jobs SET state = 'starting', attempt = attempt + 1,
                    started_at = COALESCE(started_at, ?), updated_at = ?
                    WHERE id = ? AND state = 'queued' RETURNING *""",
-                (now, now, job_id),
+                (now, now, chosen.job_id),
             ).fetchone()
-            job = _job(row)
-            run_dir = job.run_dir()
-            assert run_dir is not None
+            job = job_row(row)
             attempt = db.execute(
                 """INSERT INTO attempts (job_id, n, state, run_dir, gpu_ids, agent_pid, started_at)
                    VALUES (?, ?, 'starting', ?, ?, ?, ?) RETURNING *""",
-                (job_id, job.attempt, str(run_dir), ",".join(map(str, gpu_ids)), agent_pid, now),
+                (
+                    job.id,
+                    job.attempt,
+                    str(JobDir(job.job_dir).attempt(job.attempt).path),
+                    ",".join(chosen.gpu_ids),
+                    agent_pid,
+                    now,
+                ),
             ).fetchone()
-            self._event(db, job_id, job.attempt, State.QUEUED, State.STARTING, "claimed", now)
-        return job, _attempt(attempt)
+            self._event(db, job.id, job.attempt, State.QUEUED, State.STARTING, "claimed", now)
+        return job, attempt_row(attempt)
 
     def transition(
         self,
@@ -412,7 +283,7 @@ class Store:
             if fields and before["attempt"] > 0:
                 self._update_attempt(db, job_id, before["attempt"], fields)
             self._event(db, job_id, before["attempt"], State(before["state"]), to, reason, now)
-        return _job(row)
+        return job_row(row)
 
     def request_cancel(self, job_id: str) -> JobRow:
         """Cancel a queued job now; ask the agent to stop one that has started."""
@@ -479,7 +350,7 @@ class Store:
 
     def attempts(self, job_id: str) -> list[AttemptRow]:
         rows = self._all("SELECT * FROM attempts WHERE job_id = ? ORDER BY n", (job_id,))
-        return [_attempt(r) for r in rows]
+        return [attempt_row(r) for r in rows]
 
     def active_attempts(self, queues: Iterable[str]) -> list[tuple[JobRow, AttemptRow]]:
         names = list(queues)
@@ -497,7 +368,7 @@ class Store:
                 "SELECT * FROM attempts WHERE job_id = ? AND n = ?", (job_id, job.attempt)
             )
             if attempt is not None:
-                out.append((job, _attempt(attempt)))
+                out.append((job, attempt_row(attempt)))
         return out
 
     def events(self, job_id: str) -> list[EventRow]:
@@ -557,21 +428,6 @@ class Store:
             return [], max(cursor, int(top[0] or 0)) if top else cursor
         return [tuple(r)[1:] for r in rows], int(rows[-1][0])  # type: ignore[misc]
 
-    def latest_step(self, job_id: str) -> int | None:
-        row = self._one("SELECT MAX(step) FROM metrics WHERE job_id = ?", (job_id,))
-        return None if row[0] is None else int(row[0])
-
-    def first_step(self, job_id: str, attempt: int) -> tuple[int, float] | None:
-        """``(step, time)`` of the first stepped metric of an attempt, for rates."""
-        row = self._one(
-            """SELECT step, time FROM metrics WHERE job_id = ? AND attempt = ? AND step IS NOT NULL
-               ORDER BY rowid LIMIT 1""",
-            (job_id, attempt),
-        )
-        return None if row is None else (int(row[0]), float(row[1]))
-
-    # -- agents ------------------------------------------------------------
-
     def register_agent(self, queues: Iterable[str]) -> int:
         now = time.time()
         with self.transaction() as db:
@@ -592,7 +448,7 @@ class Store:
 
     def latest_agent(self) -> AgentRow | None:
         row = self._one("SELECT * FROM agents ORDER BY id DESC LIMIT 1")
-        return _agent(row) if row else None
+        return agent_row(row) if row else None
 
     # -- helpers -----------------------------------------------------------
 

@@ -1,23 +1,64 @@
-"""The runner interface: where a claimed job runs.
+"""The runner interface: where a claimed job runs, and the facts of its backend.
 
-A runner is a small class with four methods. Built-ins register first;
-third-party runners load from the ``nblaunch.runners`` entry-point group, and a
-broken plug-in is logged and skipped.
+A backend is one package under ``nblaunch/runners/`` (or an installed plug-in)
+holding a ``Runner`` subclass. The class owns everything that differs between
+backends: its queue options (``Options``, a pydantic model of the keys a
+``[queues.NAME]`` table may set), whether a job can ever fit, which devices an
+attempt gets, the environment the attempt runs with, where its logs are, and
+submit / poll / cancel / preempt. The agent, the API and the estimator only
+call these methods; none of them tests for a concrete runner.
 """
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nblaunch.queue.config import QueueConfig
-from nblaunch.queue.states import State
+from pydantic import BaseModel, ConfigDict, Field
 
-log = logging.getLogger(__name__)
+from nblaunch.errors import CapacityError
+from nblaunch.runtime.contract import Outcome, RunDir
+
+__all__ = ["AttemptEnd", "Launch", "QueueOptions", "Runner", "Slots"]
+
+
+class QueueOptions(BaseModel):
+    """Keys every queue accepts, whatever its runner; a runner's ``Options`` adds its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    runner: str = "local"
+    gpus: int | None = Field(default=None, ge=0)
+    gpu_type: str | None = None
+    price_per_gpu_hour: float | None = Field(default=None, ge=0)
+    spot_price_per_gpu_hour: float | None = Field(default=None, ge=0)
+    preemptions_per_hour: float | None = Field(default=None, ge=0)
+    cancel_grace_s: float = Field(default=30.0, ge=0)
+    max_retries: int = Field(default=0, ge=0)
+    workspace_limit_mb: float = Field(default=100.0, gt=0)
+
+    def price(self) -> float | None:
+        """USD per GPU-hour this queue's jobs pay: on-demand when set, else its spot price."""
+        if self.price_per_gpu_hour is not None:
+            return self.price_per_gpu_hour
+        return self.spot_price_per_gpu_hour
+
+
+@dataclass(frozen=True)
+class Slots:
+    """What a queue can run at once.
+
+    ``gpu_ids`` are the device ids attempts are given, as ``CUDA_VISIBLE_DEVICES``
+    spells them (indexes or UUIDs); queues whose runners name the same
+    ``device_pool`` share those devices, so two queues never hand out one.
+    """
+
+    gpu_ids: tuple[str, ...]
+    cpu_slots: int
+    device_pool: str | None = None
 
 
 @dataclass(frozen=True)
@@ -27,36 +68,75 @@ class Launch:
     job_id: str
     attempt: int
     bundle: Path
-    run_dir: Path
+    run: RunDir
     checkpoint_dir: Path
-    gpu_ids: tuple[int, ...]
+    gpu_ids: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class Outcome:
+class AttemptEnd:
     """How an attempt ended, as the runner saw it."""
 
-    state: State
-    exit_code: int | None
-    outcome: str
-    error: dict[str, Any] | None
+    outcome: Outcome
+    error: dict[str, Any] | None = None
+    exit_code: int | None = None
+
+
+UNLIMITED = 1 << 30
 
 
 class Runner(ABC):
-    """Start, watch, stop and read the logs of attempts on one kind of backend."""
+    """Start, watch, stop and read the logs of attempts on one kind of backend.
+
+    Constructing a runner has no side effects (the API builds one to check a
+    job's capacity); the agent calls :meth:`start` before its first submit.
+    """
 
     name: ClassVar[str]
+    Options: ClassVar[type[QueueOptions]] = QueueOptions
+    #: attempts run on the machine that submits them (estimates read its devices)
+    runs_here: ClassVar[bool] = False
 
-    def __init__(self, queue: QueueConfig) -> None:
-        self.queue = queue
+    def __init__(self, options: QueueOptions) -> None:
+        self.options = options
+
+    def start(self) -> None:  # noqa: B027 - most backends need no preparation
+        """Prepare to submit (the agent calls this once); nothing by default."""
+
+    def gpu_slots(self) -> int | None:
+        """GPUs the queue can give one job; None when the backend does not say."""
+        return self.options.gpus
+
+    def check_capacity(self, gpus: int, nodes: int) -> None:
+        """Raise ``CapacityError`` (one line, with the fix) when a job of ``gpus``
+        per node on ``nodes`` nodes can never run on this queue."""
+        slots = self.gpu_slots()
+        if slots is not None and gpus > slots:
+            name = self.options.name
+            raise CapacityError(
+                f"queue {name!r} has {slots} GPU(s) per node; the job asks for {gpus} "
+                f"(lower --gpus to {slots}, or set gpus in [queues.{name}] of queues.toml)"
+            )
+
+    def slots(self) -> Slots:
+        """Devices and job slots the agent may hand out for this queue."""
+        return Slots(tuple(str(i) for i in range(self.options.gpus or 0)), UNLIMITED)
+
+    def attempt_env(self, launch: Launch) -> dict[str, str]:
+        """Variables the attempt's process gets on top of the job's own."""
+        return {"CUDA_VISIBLE_DEVICES": ",".join(launch.gpu_ids)}
+
+    def log_files(self, run: RunDir) -> list[Path]:
+        """Files holding an attempt's output, stdout first."""
+        return [run.stdout, run.stderr]
 
     @abstractmethod
     def submit(self, launch: Launch) -> dict[str, Any]:
         """Start the attempt; return a JSON-serializable handle for ``poll``/``cancel``."""
 
     @abstractmethod
-    def poll(self, handle: dict[str, Any], run_dir: Path) -> Outcome | None:
+    def poll(self, handle: dict[str, Any], run: RunDir) -> AttemptEnd | None:
         """``None`` while the attempt runs, else how it ended."""
 
     @abstractmethod
@@ -66,32 +146,3 @@ class Runner(ABC):
     def preempt(self, handle: dict[str, Any]) -> None:
         """Send what a spot reclaim sends: SIGTERM to the attempt's main process."""
         raise NotImplementedError(f"the {self.name} runner cannot preempt jobs")
-
-    @abstractmethod
-    def logs(self, handle: dict[str, Any], run_dir: Path) -> list[Path]:
-        """Files holding the attempt's output, most useful first."""
-
-
-_REGISTRY: dict[str, type[Runner]] = {}
-
-
-def register(cls: type[Runner]) -> type[Runner]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def runner_class(name: str) -> type[Runner]:
-    if not _REGISTRY:
-        _load()
-    return _REGISTRY[name]
-
-
-def _load() -> None:
-    from nblaunch.runners.local import LocalRunner
-
-    register(LocalRunner)
-    for ep in entry_points(group="nblaunch.runners"):
-        try:
-            register(ep.load())
-        except Exception:  # a broken plug-in must not take the agent down
-            log.exception("skipping runner plug-in %s", ep.name)

@@ -7,14 +7,16 @@ import netrc
 import os
 from pathlib import Path
 
-RESUME_MARKER = ".nblaunch-complete"
+from nblaunch.runtime.contract import RESUME_MARKER, Env, RunDir
 
 
-def job_environment(run_dir: Path, job_id: str, checkpoint_dir: Path) -> dict[str, str]:
+def job_environment(run: RunDir, job_id: str, checkpoint_dir: Path) -> dict[str, str]:
     """``NBLAUNCH_*`` and ``WANDB_*`` variables for one attempt (see DESIGN.md)."""
+    run_dir = run.path
     env = {
-        "NBLAUNCH_RUN_DIR": str(run_dir),
-        "NBLAUNCH_CHECKPOINT_DIR": str(checkpoint_dir),
+        Env.RUN_DIR: str(run_dir),
+        Env.WORKSPACE: str(run.workspace),
+        Env.CHECKPOINT_DIR: str(checkpoint_dir),
         "WANDB_RUN_ID": f"nbl-{job_id}",
         "WANDB_RESUME": "allow",
         "WANDB_DIR": str(run_dir),
@@ -27,7 +29,7 @@ def job_environment(run_dir: Path, job_id: str, checkpoint_dir: Path) -> dict[st
         env["WANDB_CONFIG_DIR"] = str(run_dir / "wandb-config")
     resume = newest_checkpoint(checkpoint_dir)
     if resume is not None:
-        env["NBLAUNCH_RESUME_FROM"] = str(resume)
+        env[Env.RESUME_FROM] = str(resume)
     return env
 
 

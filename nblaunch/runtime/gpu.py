@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
+from nblaunch.runtime.contract import visible_devices
 from nblaunch.runtime.metrics import log
 
 INTERVAL_S = 5.0
@@ -18,12 +19,17 @@ def start_sampler(stop: threading.Event, interval_s: float = INTERVAL_S) -> thre
         pynvml.nvmlInit()
     except Exception:  # no nvidia-ml-py, no driver, or no GPU: nothing to sample
         return None
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    indices = [int(i) for i in visible.split(",") if i.strip().isdigit()]
-    if not indices:
+    devices = visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if not devices:
         pynvml.nvmlShutdown()
         return None
-    handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+    # NVML ignores CUDA_VISIBLE_DEVICES: indexes and UUIDs name physical devices.
+    handles = [
+        pynvml.nvmlDeviceGetHandleByIndex(int(d))
+        if d.isdigit()
+        else pynvml.nvmlDeviceGetHandleByUUID(d)
+        for d in devices
+    ]
     thread = threading.Thread(target=_sample, args=(pynvml, handles, stop, interval_s), daemon=True)
     thread.start()
     return thread

@@ -10,9 +10,11 @@ match bare papermill's). Installed here:
   cell with no such code is interrupted at once, since nothing would save;
 - an input transformer that turns every cell after a preemption into
   ``raise Preempted``, so the remaining cells do not run;
-- post-import patches: ``wandb.Run.log`` tees into the job's metrics (it must be
-  wrapped before ``wandb.init`` binds ``wandb.log``), and ``transformers.Trainer``
-  gets the nblaunch callback and a default resume point.
+- a post-import patch: ``wandb.Run.log`` tees into the job's metrics (it must be
+  wrapped before ``wandb.init`` binds ``wandb.log``).
+
+``nblaunch.trainers.hooks`` installs the training-library patches (the HF
+Trainer's callback and resume point) the same way, from the same start-up lines.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from nblaunch.runtime.contract import Env, job_cost
 from nblaunch.runtime.imports import when_imported
 
 
@@ -116,23 +119,18 @@ def _patch_wandb(wandb_run: Any) -> None:
 
 def _cost_so_far() -> dict[str, float]:
     """GPU-hours (and dollars, when the queue has a price) over all attempts so far."""
-    gpus = int(os.environ.get("NBLAUNCH_GPUS", "0")) * int(os.environ.get("NBLAUNCH_NODES", "1"))
-    started = float(os.environ.get("NBLAUNCH_ATTEMPT_STARTED", time.time()))
-    hours = (
-        float(os.environ.get("NBLAUNCH_PRIOR_GPU_HOURS", "0"))
-        + gpus * (time.time() - started) / 3600
+    env = os.environ
+    price = env.get(Env.PRICE_PER_GPU_HOUR)
+    cost = job_cost(
+        [(float(env.get(Env.ATTEMPT_STARTED, time.time())), time.time())],
+        int(env.get(Env.GPUS, "0")) * int(env.get(Env.NODES, "1")),
+        None if price is None else float(price),
+        prior_gpu_hours=float(env.get(Env.PRIOR_GPU_HOURS, "0")),
     )
-    summary = {"gpu_hours": hours}
-    price = os.environ.get("NBLAUNCH_PRICE_PER_GPU_HOUR")
-    if price is not None:
-        summary["compute_cost_usd"] = hours * float(price)
+    summary = {"gpu_hours": cost.gpu_hours}
+    if cost.usd is not None:
+        summary["compute_cost_usd"] = cost.usd
     return summary
-
-
-def _patch_trainer(trainer_module: Any) -> None:
-    from nblaunch.trainers.hf import patch_trainer
-
-    patch_trainer(trainer_module.Trainer)
 
 
 def install() -> None:
@@ -141,7 +139,7 @@ def install() -> None:
         return
     _state["installed"] = True
     signal.signal(signal.SIGTERM, _on_sigterm)
-    marker = os.environ.get("NBLAUNCH_PREEMPT_MARKER")
+    marker = os.environ.get(Env.PREEMPT_MARKER)
     if marker and os.path.exists(marker):
         _state["preempted"] = True  # SIGTERM came while this kernel was starting
     try:
@@ -152,10 +150,8 @@ def install() -> None:
         shell = None
     if shell is not None:
         shell.input_transformers_post.append(_skip_after_preemption)
-    # The submodules, not the packages: transformers loads its Trainer lazily and
-    # patching at ``import transformers`` would pull torch into every job.
+    # The submodule, not the package: importing wandb's package costs seconds.
     when_imported("wandb.sdk.wandb_run", _patch_wandb)
-    when_imported("transformers.trainer", _patch_trainer)
     if os.environ.get("WORLD_SIZE", "1") != "1":
         import atexit
 

@@ -3,20 +3,19 @@ each executing the notebook with a papermill kernel of its own."""
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from nblaunch.runtime.execute import SignalForwarder, ended, ranks_per_node
-from nblaunch.trainers.distributed import DistributedEnv
+from nblaunch.runtime.contract import DistributedEnv, Outcome, Result, RunDir
+from nblaunch.runtime.notebook import SignalForwarder, ended
 
 
 def run_distributed(
-    bundle: Path, run_dir: Path, spec: dict[str, Any], forwarder: SignalForwarder
-) -> dict[str, Any]:
+    bundle: Path, run: RunDir, spec: dict[str, Any], forwarder: SignalForwarder
+) -> Result:
     """Run every local rank under torchrun; the job's outcome is rank 0's, unless
     another rank failed first (then that rank's error, so the cause is shown)."""
     node = DistributedEnv.from_env()
@@ -29,31 +28,27 @@ def run_distributed(
         f"--node-rank={node.node_rank if nodes > 1 else 0}",
         f"--master-addr={node.master_addr if nodes > 1 else '127.0.0.1'}",
         f"--master-port={master_port}",
-        "-m", "nblaunch.runtime.rank", str(bundle), str(run_dir),
+        "-m", "nblaunch.runtime.rank", str(bundle), str(run.path),
     ]  # fmt: skip
     code = subprocess.call(argv, stdin=subprocess.DEVNULL)
-    results = _rank_results(run_dir)
-    failed = [r for r in results if r["state"] != "succeeded"]
+    results = [r for r in map(Result.read, run.rank_results()) if r is not None]
+    failed = [r for r in results if r.outcome is not Outcome.SUCCEEDED]
     if results and not failed and code == 0:
-        return ended(forwarder, "succeeded", None)
+        return ended(forwarder, Outcome.SUCCEEDED, None)
     if failed:
-        first = failed[0]
-        return ended(forwarder, first["outcome"], first.get("error"))
+        return ended(forwarder, failed[0].outcome, failed[0].error)
     error = {
         "ename": "DistributedLaunchError",
-        "evalue": (
-            f"torchrun exited with code {code} before any rank reported; see {run_dir / 'logs'}"
-        ),
+        "evalue": f"torchrun exited with code {code} before any rank reported; see {run.logs}",
         "cell_index": None,
     }
-    return ended(forwarder, "runtime_error", error)
+    return ended(forwarder, Outcome.RUNTIME_ERROR, error)
 
 
-def _rank_results(run_dir: Path) -> list[dict[str, Any]]:
-    results = []
-    for path in sorted((run_dir / "ranks").glob("*/result.json"), key=lambda p: int(p.parent.name)):
-        results.append(json.loads(path.read_text()))
-    return results
+def ranks_per_node(spec: dict[str, Any]) -> int:
+    if spec["strategy"] == "none":
+        return 1
+    return max(1, int(spec["gpus"]))
 
 
 def _free_port() -> int:

@@ -1,4 +1,4 @@
-"""The attempt's metrics stream: ``$NBLAUNCH_RUN_DIR/metrics.jsonl``.
+"""The attempt's metrics stream: ``$NBLAUNCH_RUN_DIR/metrics.jsonl`` (``contract.METRICS_FILE``).
 
 Each line is ``{"step": int | null, "time": float, "metrics": {name: number}}``,
 written with one ``write`` on an ``O_APPEND`` file so lines from the kernel and
@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-FILE_NAME = "metrics.jsonl"
+from nblaunch.runtime.contract import METRICS_FILE, Env
 
 
 def log(data: Mapping[str, Any], step: int | None = None, *, all_ranks: bool = False) -> None:
@@ -24,7 +24,7 @@ def log(data: Mapping[str, Any], step: int | None = None, *, all_ranks: bool = F
     Outside a job (no ``NBLAUNCH_RUN_DIR``) this does nothing, so a notebook
     behaves the same run interactively and as a job.
     """
-    run_dir = os.environ.get("NBLAUNCH_RUN_DIR")
+    run_dir = os.environ.get(Env.RUN_DIR)
     if not run_dir or (not all_ranks and os.environ.get("RANK", "0") != "0"):
         return
     numbers = {str(k): float(v) for k, v in data.items() if _is_number(v)}
@@ -33,7 +33,7 @@ def log(data: Mapping[str, Any], step: int | None = None, *, all_ranks: bool = F
     line = json.dumps(
         {"step": None if step is None else int(step), "time": time.time(), "metrics": numbers}
     )
-    fd = os.open(os.path.join(run_dir, FILE_NAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(os.path.join(run_dir, METRICS_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (line + "\n").encode())
     finally:

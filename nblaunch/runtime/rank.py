@@ -1,11 +1,12 @@
 """``python -m nblaunch.runtime.rank BUNDLE RUN_DIR``: one rank of a multi-process job.
 
 Started by torchrun with RANK / LOCAL_RANK / WORLD_SIZE set; the rank's kernel
-inherits them. Every rank keeps its log and result under ``ranks/N/``; rank 0's
-output notebook is the job's ``output.ipynb`` and its streams also go to the
-job's logs, the others keep their notebook beside their log. Each rank ends
-with ``os._exit`` after flushing: torch's C++ teardown after a distributed run
-otherwise aborts now and then.
+inherits them and works in the attempt's workspace. Every rank keeps its log
+and result under ``ranks/N/``; rank 0's output notebook is the job's
+``output.ipynb`` and its streams also go to the job's logs, the others keep
+their notebook beside their log. Each rank ends with ``os._exit`` after
+flushing: torch's C++ teardown after a distributed run otherwise aborts now
+and then.
 """
 
 from __future__ import annotations
@@ -16,26 +17,27 @@ import sys
 from pathlib import Path
 from typing import IO, cast
 
-from nblaunch.runtime.execute import SignalForwarder, exit_code, run_notebook, write_json
+from nblaunch.runtime.contract import BUNDLE_SPEC, RunDir
+from nblaunch.runtime.notebook import SignalForwarder, run_notebook
 
 
 def main(argv: list[str]) -> int:
-    bundle, run_dir = Path(argv[0]), Path(argv[1])
+    bundle, run = Path(argv[0]), RunDir(Path(argv[1]))
     rank = int(os.environ["RANK"])
-    folder = run_dir / "ranks" / str(rank)
-    folder.mkdir(parents=True, exist_ok=True)
-    forwarder = SignalForwarder(folder / ".nblaunch-preempted")
+    folder = run.rank(rank)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    forwarder = SignalForwarder(folder.preempt_marker)
     forwarder.install()
-    spec = json.loads((bundle / "job.json").read_text())
-    output = run_dir / "output.ipynb" if rank == 0 else folder / "output.ipynb"
-    with open(folder / "stdout.log", "a") as out_log, open(folder / "stderr.log", "a") as err_log:
+    spec = json.loads((bundle / BUNDLE_SPEC).read_text())
+    output = run.output if rank == 0 else folder.output
+    with open(folder.stdout, "a") as out_log, open(folder.stderr, "a") as err_log:
         out: IO[str] = out_log
         err: IO[str] = err_log
         if rank == 0:  # rank 0 speaks for the job: its streams go to the job's logs as well
             out, err = cast(IO[str], Tee(out, sys.stdout)), cast(IO[str], Tee(err, sys.stderr))
-        result = run_notebook(bundle, output, folder, spec, forwarder, stdout=out, stderr=err)
-    write_json(folder / "result.json", result)
-    return exit_code(result)
+        result = run_notebook(bundle, output, run.workspace, spec, forwarder, out, err)
+    result.write(folder.result)
+    return result.outcome.exit_code
 
 
 class Tee:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from nblaunch.runtime import kernel
-from nblaunch.runtime.environment import RESUME_MARKER, newest_checkpoint
+from nblaunch.runtime.contract import RESUME_MARKER, Env
+from nblaunch.runtime.environment import newest_checkpoint
 
 
 class Checkpointer:
@@ -34,7 +35,7 @@ class Checkpointer:
     def __init__(
         self, folder: str | os.PathLike[str] | None = None, every: int = 0, keep: int = 2
     ) -> None:
-        default = os.environ.get("NBLAUNCH_CHECKPOINT_DIR", "checkpoints")
+        default = os.environ.get(Env.CHECKPOINT_DIR, "checkpoints")
         self.folder = Path(folder or default)
         self.every = every
         self.keep = keep
@@ -82,11 +83,7 @@ class Checkpointer:
         """Restore the newest complete checkpoint; return its step (0 when none)."""
         import torch
 
-        path = (
-            Path(os.environ["NBLAUNCH_RESUME_FROM"])
-            if os.environ.get("NBLAUNCH_RESUME_FROM")
-            else None
-        )
+        path = Path(os.environ[Env.RESUME_FROM]) if os.environ.get(Env.RESUME_FROM) else None
         if path is None or not (path / "state.pt").exists():
             path = newest_checkpoint(self.folder)
         if path is None or not (path / "state.pt").exists():

@@ -21,6 +21,7 @@ from typing import Any
 
 from nblaunch.errors import MissingDependencyError, SpecError
 from nblaunch.runtime import kernel
+from nblaunch.runtime.contract import Env
 from nblaunch.runtime.metrics import log
 
 try:
@@ -33,7 +34,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 
 # How long after SIGTERM training may run on to reach a logging step (spot
 # reclaims give 30 s to 2 min of notice; the checkpoint must fit in it).
-PREEMPT_DEADLINE_S = float(os.environ.get("NBLAUNCH_PREEMPT_DEADLINE_S", "20"))
+PREEMPT_DEADLINE_S = float(os.environ.get(Env.PREEMPT_DEADLINE_S, "20"))
 
 
 class NBLaunchCallback(TrainerCallback):  # type: ignore[misc]
@@ -124,13 +125,13 @@ def log_checkpoint_artifact(folder: Path, step: int, loss: float | None) -> None
     import json
     import time
 
-    attempt = int(os.environ.get("NBLAUNCH_ATTEMPT", "0"))
+    attempt = int(os.environ.get(Env.ATTEMPT, "0"))
     aliases = ["latest", f"step-{step}"]
     metadata = {"step": step, "loss": loss, "attempt": attempt}
     wandb = sys.modules.get("wandb")
     run = getattr(wandb, "run", None) if wandb else None
     name = None
-    if run is not None:
+    if run is not None and wandb is not None:
         name = f"model-{run.id}"
         artifact = wandb.Artifact(name, type="model", metadata=metadata)
         artifact.add_dir(str(folder))
@@ -162,7 +163,7 @@ def _all_ranks_agree(flag: bool) -> bool:
     return bool(tensor.item())
 
 
-def patch_trainer(trainer_cls: type) -> None:
+def patch_trainer(trainer_cls: Any) -> None:
     """Give every Trainer the callback, job-lived checkpoints and a default resume."""
     if getattr(trainer_cls, "_nblaunch_patched", False):
         return
@@ -182,7 +183,7 @@ def patch_trainer(trainer_cls: type) -> None:
     @functools.wraps(original_train)
     def train(self: Any, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
         if resume_from_checkpoint is None:
-            resume_from_checkpoint = os.environ.get("NBLAUNCH_RESUME_FROM") or None
+            resume_from_checkpoint = os.environ.get(Env.RESUME_FROM) or None
             if resume_from_checkpoint:
                 print(f"nblaunch: resuming from {resume_from_checkpoint}", file=sys.stderr)
         return original_train(self, resume_from_checkpoint, *args, **kwargs)
@@ -195,7 +196,7 @@ def patch_trainer(trainer_cls: type) -> None:
 def _keep_checkpoints(args: Any) -> None:
     """Move a relative ``output_dir`` under the job's checkpoint folder: the attempt's
     working folder dies with the attempt, and the next attempt must resume."""
-    checkpoints = os.environ.get("NBLAUNCH_CHECKPOINT_DIR")
+    checkpoints = os.environ.get(Env.CHECKPOINT_DIR)
     output_dir = getattr(args, "output_dir", None)
     if checkpoints and output_dir and not os.path.isabs(output_dir):
         args.output_dir = os.path.join(checkpoints, output_dir)
@@ -227,7 +228,7 @@ def training_args(
     transformer auto-wrap; the Trainer's FSDP needs CUDA GPUs (on CPU it would
     quietly train as DDP), so without them this raises ``SpecError``.
     """
-    strategy = os.environ.get("NBLAUNCH_STRATEGY", "none")
+    strategy = os.environ.get(Env.STRATEGY, "none")
     wants_deepspeed = strategy == "deepspeed" or zero_stage is not None
     if wants_deepspeed and "deepspeed" not in kwargs:
         if importlib.util.find_spec("deepspeed") is None:
@@ -235,9 +236,9 @@ def training_args(
                 "DeepSpeed is not installed where the job runs: pip install 'nblaunch[deepspeed]'"
             )
         if zero_stage is None:
-            zero_stage = int(os.environ.get("NBLAUNCH_ZERO_STAGE", "2"))
+            zero_stage = int(os.environ.get(Env.ZERO_STAGE, "2"))
         if offload is None:
-            offload = os.environ.get("NBLAUNCH_OFFLOAD", "0") == "1"
+            offload = os.environ.get(Env.OFFLOAD, "0") == "1"
         kwargs["deepspeed"] = deepspeed_config(zero_stage, offload)
     elif strategy == "fsdp" and "fsdp" not in kwargs:
         import torch

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from nblaunch.client import Job, Queue
+    from nblaunch.api import Job, Queue
     from nblaunch.widgets.card import JobCard
     from nblaunch.widgets.chart import LiveChart
     from nblaunch.widgets.cost_estimate import CostEstimate
@@ -149,9 +149,9 @@ def sweep_board(
 
 def job_text(job: Job | str) -> str:
     """Several lines about ``job`` for terminals and ``text/plain``."""
-    from nblaunch.widgets import render, snapshot
+    from nblaunch.widgets import render
 
-    return render.job_text(snapshot.job_snapshot(_job(job)))
+    return render.job_text(_job(job).snapshot())
 
 
 def job_mimebundle(job: Job | str, **_kwargs: Any) -> dict[str, Any]:
@@ -161,9 +161,9 @@ def job_mimebundle(job: Job | str, **_kwargs: Any) -> dict[str, Any]:
         bundle = job_card(job)._repr_mimebundle_()
         if bundle is not None:
             return bundle
-    from nblaunch.widgets import render, snapshot
+    from nblaunch.widgets import render
 
-    snap = snapshot.job_snapshot(_job(job))
+    snap = _job(job).snapshot()
     return {"text/plain": render.job_text(snap), "text/html": render.job_card_html(snap)}
 
 
@@ -179,7 +179,7 @@ def display_job(job: Job | str) -> None:
 
 def _job(job: Job | str) -> Job:
     if isinstance(job, str):
-        from nblaunch.client import Job
+        from nblaunch.api import Job
 
         return Job(job)
     return job

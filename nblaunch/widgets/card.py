@@ -9,27 +9,29 @@ output notebook and tail the logs. The kernel's poller keeps it current.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ipywidgets as w
 
-from nblaunch.queue.states import FINAL, State
-from nblaunch.widgets import render, snapshot
+from nblaunch.api import Job
+from nblaunch.queue.states import State
+from nblaunch.runtime.contract import MAX_STEPS_METRIC
+from nblaunch.snapshots import JobSnapshot
+from nblaunch.widgets import render
 from nblaunch.widgets.chart import PALETTE, LiveChart
 from nblaunch.widgets.fallback import StaticFallback
+from nblaunch.widgets.logs import log_tail
 from nblaunch.widgets.poller import poller
-
-if TYPE_CHECKING:
-    from nblaunch.client import Job
 
 __all__ = ["JobCard"]
 
 #: metrics that are bookkeeping, not curves
-NOT_PLOTTED = frozenset({"max_steps"})
+NOT_PLOTTED = frozenset({MAX_STEPS_METRIC})
 _FINAL_REFRESHES = 2  # refreshes after the job ended, to take in late metrics
 _PROGRESS_EVERY = 10  # re-read progress (for the ETA) at least every 10th refresh
 
@@ -49,14 +51,13 @@ class JobCard(StaticFallback, w.VBox):
     def __init__(self, job: Job, *, live: bool = True) -> None:
         self.job = job
         self.latest: dict[str, float] = {}
-        self.snapshot: dict[str, Any] = {}
+        self.snapshot: JobSnapshot | None = None
         self._cursor = 0
         self._lock = threading.RLock()
         self._final_refreshes = 0
         self._progress_age = 0
         self._metrics_chosen = False
         self._syncing_choice = False
-        self._estimate = snapshot.job_estimate(job) or {}  # fixed at submission
 
         self.header = w.HTML()
         self.details = w.HTML()
@@ -102,7 +103,7 @@ class JobCard(StaticFallback, w.VBox):
     def refresh(self) -> bool:
         """Read what changed from the store and update the widgets; False once the job is over."""
         with self._lock:
-            rows, self._cursor = snapshot.metrics_since(self.job, self._cursor)
+            rows, self._cursor = self.job.metrics_since(self._cursor)
             new_names = False
             for attempt, step, name, value, _t in rows:
                 if name not in self.latest:
@@ -111,35 +112,35 @@ class JobCard(StaticFallback, w.VBox):
                 if name not in NOT_PLOTTED:
                     self.chart.append(name, step, value, attempt)
             before = self.snapshot
-            if before.get("state") in FINAL and not rows:
-                snap = {**before}  # an ended job changes no more
+            if before is not None and before.final and not rows:
+                snap = before  # an ended job changes no more
             else:
-                # Job.progress() scans the job's metrics: only when steps or the state moved
-                reuse = bool(before) and not rows and self._progress_age < _PROGRESS_EVERY
-                snap = snapshot.job_snapshot(
-                    self.job,
-                    latest=self.latest,
-                    estimate=self._estimate,
-                    progress=before["progress"] if reuse else None,
-                )
-                if reuse and snap["state"] != before["state"]:
-                    snap["progress"] = self.job.progress()
-                    reuse = False
-                self._progress_age = self._progress_age + 1 if reuse else 0
+                # Progress reads the job's metrics: only when steps or the state moved
+                reuse = before is not None and not rows and self._progress_age < _PROGRESS_EVERY
+                snap = self.job.snapshot(metrics=not reuse)
+                if before is not None and reuse and snap.state is before.state:
+                    snap = dataclasses.replace(snap, progress=before.progress)
+                    self._progress_age += 1
+                elif reuse:
+                    snap = self.job.snapshot()
+                    self._progress_age = 0
+                else:
+                    self._progress_age = 0
+                snap = dataclasses.replace(snap, latest=dict(self.latest))
             self.snapshot = snap
             if new_names:
                 self._update_picker()
             self._render(snap)
             self.chart.flush()
-            if snap["state"] in FINAL:
+            if snap.final:
                 self._final_refreshes += 1
                 return self._final_refreshes <= _FINAL_REFRESHES
             self._final_refreshes = 0
             return True
 
-    def _render(self, snap: dict[str, Any]) -> None:
-        state = snap["state"]
-        frac = (snap.get("progress") or {}).get("fraction")
+    def _render(self, snap: JobSnapshot) -> None:
+        state = snap.state
+        frac = snap.progress.fraction
         with self.hold_sync():
             self.header.value = render.job_header_html(snap)
             self.details.value = render.job_details_html(snap)
@@ -148,7 +149,7 @@ class JobCard(StaticFallback, w.VBox):
             self.bar.bar_style = {State.SUCCEEDED: "success", State.FAILED: "danger"}.get(
                 state, "info"
             )
-            final = state in FINAL
+            final = snap.final
             self.cancel_button.disabled = final
             if final and self.actions.children[0] is not self.cancel_button:
                 self._keep()
@@ -233,13 +234,14 @@ class JobCard(StaticFallback, w.VBox):
             self.panel.outputs = ()
 
     def _write_logs(self) -> None:
-        text = snapshot.log_tail(self.job) or "(no output yet)"
+        text = log_tail(self.job.log_files()) or "(no output yet)"
         self.panel.outputs = ({"output_type": "stream", "name": "stdout", "text": text + "\n"},)
 
     # -- display --------------------------------------------------------------
 
     def text(self) -> str:
         """The card as plain text."""
+        assert self.snapshot is not None  # refreshed in __init__
         return render.job_text(self.snapshot)
 
     def html(self) -> str:
@@ -251,6 +253,7 @@ class JobCard(StaticFallback, w.VBox):
 
                 curve = minmax(*self.chart.values(key), max_points=200)
                 break
+        assert self.snapshot is not None  # refreshed in __init__
         return render.job_card_html(self.snapshot, curve)
 
     def close(self) -> None:

@@ -40,7 +40,7 @@ def _gpu_names() -> list[str]:
 
 
 def _queue_names(root: Any) -> list[str]:
-    from nblaunch.client import Queue
+    from nblaunch.api import Queue
     from nblaunch.errors import NBLaunchError
 
     try:

@@ -1,15 +1,11 @@
-"""Pure rendering: snapshots (plain dicts) of jobs, queues and estimates → HTML or text.
+"""Pure rendering: job and queue snapshots (``nblaunch.snapshots``) and estimates →
+HTML or text.
 
 Nothing here touches the store, a widget or a clock it was not given, so every
 function is tested without a frontend. Widgets put the HTML into
 ``ipywidgets.HTML`` values; the same functions give the ``text/html`` and
 ``text/plain`` a notebook shows where widgets cannot render (terminal
-IPython, nbconvert, GitHub).
-
-A *job snapshot* has the keys of ``Job.to_dict()`` plus ``progress``
-(``Job.progress()``), ``latest`` (newest value of each metric), ``cost``
-(``{"cost_usd", "gpu_hours"}`` or None), ``estimate`` (``Estimate.to_dict()``
-or None) and ``now`` (the time it was taken).
+IPython, nbconvert, GitHub), and the CLI's and ``%launch_jobs``' job table.
 """
 
 from __future__ import annotations
@@ -19,7 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from nblaunch.queue.rows import EventRow
 from nblaunch.queue.states import ACTIVE, State
+from nblaunch.runtime.contract import GPU_METRICS
+from nblaunch.snapshots import JobSnapshot, QueueSnapshot
 
 __all__ = [
     "EVAL_LOSS",
@@ -36,6 +35,8 @@ __all__ = [
     "fmt_number",
     "fmt_usd",
     "gpu_line",
+    "job_details_text",
+    "jobs_table",
     "job_card_html",
     "job_details_html",
     "job_header_html",
@@ -53,7 +54,6 @@ __all__ = [
 
 TRAIN_LOSS = ("loss", "train/loss", "train_loss")
 EVAL_LOSS = ("eval_loss", "eval/loss", "val_loss", "val/loss")
-GPU_METRICS = ("gpu/utilization", "gpu/memory_used_gb", "gpu/temperature_c", "gpu/power_w")
 
 STATE_COLORS: dict[str, str] = {
     State.QUEUED: "#6c7a89",
@@ -67,6 +67,17 @@ STATE_COLORS: dict[str, str] = {
 }
 #: states whose snapshot shows the job's error (queued: a retry is waiting)
 _SHOWS_ERROR = frozenset({State.FAILED, State.LOST, State.PREEMPTED, State.QUEUED})
+#: order of the per-state counts in a queue's header
+_COUNT_ORDER = (
+    State.RUNNING,
+    State.STARTING,
+    State.QUEUED,
+    State.SUCCEEDED,
+    State.FAILED,
+    State.PREEMPTED,
+    State.LOST,
+    State.CANCELLED,
+)
 #: states before the output notebook is written
 _NO_OUTPUT_YET = frozenset({State.QUEUED, State.STARTING})
 
@@ -123,22 +134,21 @@ def fmt_clock(ts: float | None, now: float | None = None) -> str:
     return time.strftime("%b %d %H:%M", t)
 
 
-def elapsed_s(snap: Mapping[str, Any]) -> float | None:
+def elapsed_s(snap: JobSnapshot) -> float | None:
     """Seconds since the first start, up to the end if the job is over."""
-    started = snap.get("started_at")
-    if started is None:
+    if snap.started_at is None:
         return None
-    end = snap.get("finished_at") or snap.get("now") or time.time()
-    return max(0.0, float(end) - float(started))
+    end = snap.finished_at or snap.taken_at
+    return max(0.0, end - snap.started_at)
 
 
-def projected_cost(snap: Mapping[str, Any]) -> float | None:
+def projected_cost(snap: JobSnapshot) -> float | None:
     """Cost at completion, extrapolated from the cost so far and the progress."""
-    cost = (snap.get("cost") or {}).get("cost_usd")
-    fraction = (snap.get("progress") or {}).get("fraction")
-    if cost is None or not fraction or snap.get("state") not in ACTIVE:
+    cost = snap.cost.usd if snap.cost else None
+    fraction = snap.progress.fraction
+    if cost is None or not fraction or snap.state not in ACTIVE:
         return None
-    return float(cost) / float(fraction)
+    return cost / fraction
 
 
 def params_label(params: Mapping[str, Any], keys: Iterable[str] | None = None) -> str:
@@ -173,35 +183,29 @@ def gpu_line(latest: Mapping[str, float]) -> str:
     return "GPU " + " · ".join(parts) if parts else ""
 
 
-def _attempt_text(snap: Mapping[str, Any]) -> str:
-    attempt = int(snap.get("attempt") or 0)
-    if not attempt:
+def _attempt_text(snap: JobSnapshot) -> str:
+    if not snap.attempt:
         return ""
-    text = f"attempt {attempt} of {1 + int(snap.get('max_retries') or 0)}"
-    pre = int(snap.get("preemptions") or 0)
+    text = f"attempt {snap.attempt} of {1 + snap.max_retries}"
+    pre = snap.preemptions
     if pre:
         text += f" ({pre} preemption{'s' if pre > 1 else ''})"
     return text
 
 
-def _where_text(snap: Mapping[str, Any]) -> str:
-    state = snap.get("state")
-    if state == State.QUEUED:
-        pos = snap.get("queue_position")
-        place = f"#{pos} in queue {snap.get('queue')}" if pos else f"waiting in {snap.get('queue')}"
+def _where_text(snap: JobSnapshot) -> str:
+    if snap.state is State.QUEUED:
+        pos = snap.queue_position
+        place = f"#{pos} in queue {snap.queue}" if pos else f"waiting in {snap.queue}"
         attempt = _attempt_text(snap)
         return f"{place}, retry after {attempt}" if attempt else place
     return _attempt_text(snap)
 
 
-def _error_text(snap: Mapping[str, Any]) -> str:
-    err = snap.get("error")
-    if not err or snap.get("state") not in _SHOWS_ERROR:
+def _error_text(snap: JobSnapshot) -> str:
+    if snap.error is None or snap.state not in _SHOWS_ERROR:
         return ""
-    text = f"{err.get('ename') or 'Error'}: {err.get('evalue') or ''}".rstrip(": ")
-    if err.get("cell_index") is not None:
-        text += f" (cell {err['cell_index']})"
-    return text
+    return str(snap.error)
 
 
 # -- job ----------------------------------------------------------------------
@@ -216,47 +220,47 @@ def state_badge(state: str) -> str:
     )
 
 
-def job_header_html(snap: Mapping[str, Any]) -> str:
+def job_header_html(snap: JobSnapshot) -> str:
     """Name, id, state badge, and place in the queue or attempt."""
-    state = str(snap.get("state"))
+    state = snap.state.value
     where = _where_text(snap)
-    gpus = int(snap.get("gpus") or 0)
-    meta = f"{snap.get('queue')} · {snap.get('priority', 'normal')} · " + (
+    gpus = snap.gpus
+    meta = f"{snap.queue} · {snap.priority_name} · " + (
         f"{gpus} GPU{'s' if gpus != 1 else ''}" if gpus else "CPU"
     )
     return (
-        f'<div class="nbl-job-header" data-job="{escape(str(snap.get("id")))}" '
+        f'<div class="nbl-job-header" data-job="{escape(snap.id)}" '
         f'data-state="{escape(state)}" style="{_FONT};display:flex;gap:10px;align-items:center;'
         'flex-wrap:wrap">'
-        f'<b style="font-size:14px">{escape(str(snap.get("name")))}</b>'
-        f'<code style="{_MUTED}">{escape(str(snap.get("id")))}</code>'
+        f'<b style="font-size:14px">{escape(snap.name)}</b>'
+        f'<code style="{_MUTED}">{escape(snap.id)}</code>'
         f"{state_badge(state)}"
         f'<span class="nbl-where">{escape(where)}</span>'
         f'<span style="{_MUTED};margin-left:auto">{escape(meta)}</span></div>'
     )
 
 
-def job_details_html(snap: Mapping[str, Any]) -> str:
+def job_details_html(snap: JobSnapshot) -> str:
     """Elapsed and ETA, step, latest losses and GPU, cost, and the error if any."""
     rows: list[str] = []
-    progress = snap.get("progress") or {}
+    progress = snap.progress
     timing = []
     elapsed = elapsed_s(snap)
     if elapsed is not None:
         timing.append(f"elapsed <b>{fmt_duration(elapsed)}</b>")
-    if progress.get("eta_s") is not None and snap.get("state") == State.RUNNING:
-        timing.append(f"ETA <b>{fmt_duration(progress['eta_s'])}</b>")
-    step = progress.get("step")
+    if progress.eta_s is not None and snap.state is State.RUNNING:
+        timing.append(f"ETA <b>{fmt_duration(progress.eta_s)}</b>")
+    step = progress.step
     if step is not None:
-        total = progress.get("max_steps")
-        frac = progress.get("fraction")
+        total = progress.max_steps
+        frac = progress.fraction
         text = f"step <b>{step}</b>" + (f" / {total}" if total else "")
         if frac is not None:
             text += f" ({frac:.0%})"
         timing.append(text)
     if timing:
         rows.append(" · ".join(timing))
-    latest = snap.get("latest") or {}
+    latest = snap.latest
     values = []
     for group in (TRAIN_LOSS, EVAL_LOSS):
         found = _first(latest, group)
@@ -267,16 +271,16 @@ def job_details_html(snap: Mapping[str, Any]) -> str:
         values.append(escape(gpu))
     if values:
         rows.append(" · ".join(values))
-    cost = snap.get("cost") or {}
+    cost = snap.cost
     money = []
-    if cost.get("cost_usd") is not None:
-        money.append(f'cost <b class="nbl-cost">{fmt_usd(cost["cost_usd"])}</b> so far')
-        if cost.get("gpu_hours"):
-            money.append(f"{cost['gpu_hours']:.2f} GPU-h")
+    if cost is not None and cost.usd is not None:
+        money.append(f'cost <b class="nbl-cost">{fmt_usd(cost.usd)}</b> so far')
+        if cost.gpu_hours:
+            money.append(f"{cost.gpu_hours:.2f} GPU-h")
     projected = projected_cost(snap)
     if projected is not None:
         money.append(f"~{fmt_usd(projected)} at completion")
-    est = snap.get("estimate") or {}
+    est = snap.estimate or {}
     if est.get("cost_usd") is not None:
         money.append(
             f"estimate {fmt_usd(est['cost_usd'])} / "
@@ -316,16 +320,16 @@ def sparkline_svg(
 
 
 def job_card_html(
-    snap: Mapping[str, Any], curve: tuple[Sequence[float], Sequence[float]] | None = None
+    snap: JobSnapshot, curve: tuple[Sequence[float], Sequence[float]] | None = None
 ) -> str:
     """The whole card as static HTML: header, progress bar, details, loss sparkline."""
-    frac = (snap.get("progress") or {}).get("fraction")
+    frac = snap.progress.fraction
     bar = ""
     if frac is not None:
         bar = (
             '<div style="background:var(--jp-layout-color3,#ddd);height:6px;border-radius:3px;'
             f'margin:4px 0"><div style="width:{frac * 100:.1f}%;height:6px;border-radius:3px;'
-            f'background:{STATE_COLORS.get(str(snap.get("state")), "#1f6feb")}"></div></div>'
+            f'background:{STATE_COLORS.get(snap.state, "#1f6feb")}"></div></div>'
         )
     spark = sparkline_svg(*curve) if curve else ""
     return (
@@ -335,24 +339,21 @@ def job_card_html(
     )
 
 
-def job_text(snap: Mapping[str, Any]) -> str:
+def job_text(snap: JobSnapshot) -> str:
     """Several lines of plain text for terminals and ``text/plain``."""
     where = _where_text(snap)
-    lines = [
-        f"job {snap.get('id')} ({snap.get('name')}) {snap.get('state')}"
-        + (f", {where}" if where else "")
-    ]
-    progress = snap.get("progress") or {}
+    lines = [f"job {snap.id} ({snap.name}) {snap.state}" + (f", {where}" if where else "")]
+    progress = snap.progress
     parts = []
-    if progress.get("step") is not None:
-        total = progress.get("max_steps")
-        parts.append(f"step {progress['step']}" + (f"/{total}" if total else ""))
+    if progress.step is not None:
+        total = progress.max_steps
+        parts.append(f"step {progress.step}" + (f"/{total}" if total else ""))
     elapsed = elapsed_s(snap)
     if elapsed is not None:
         parts.append(f"elapsed {fmt_duration(elapsed)}")
-    if progress.get("eta_s") is not None and snap.get("state") == State.RUNNING:
-        parts.append(f"ETA {fmt_duration(progress['eta_s'])}")
-    latest = snap.get("latest") or {}
+    if progress.eta_s is not None and snap.state is State.RUNNING:
+        parts.append(f"ETA {fmt_duration(progress.eta_s)}")
+    latest = snap.latest
     for group in (TRAIN_LOSS, EVAL_LOSS):
         found = _first(latest, group)
         if found:
@@ -362,14 +363,41 @@ def job_text(snap: Mapping[str, Any]) -> str:
     gpu = gpu_line(latest)
     if gpu:
         lines.append("  " + gpu)
-    cost = (snap.get("cost") or {}).get("cost_usd")
-    if cost is not None:
-        lines.append(f"  cost {fmt_usd(cost)} so far")
+    if snap.cost is not None and snap.cost.usd is not None:
+        lines.append(f"  cost {fmt_usd(snap.cost.usd)} so far")
     err = _error_text(snap)
     if err:
         lines.append(f"  error: {err}")
-    if snap.get("output_notebook") and snap.get("state") not in _NO_OUTPUT_YET:
-        lines.append(f"  output: {snap['output_notebook']}")
+    if snap.output_notebook and snap.state not in _NO_OUTPUT_YET:
+        lines.append(f"  output: {snap.output_notebook}")
+    return "\n".join(lines)
+
+
+def job_details_text(snap: JobSnapshot, events: Sequence[EventRow]) -> str:
+    """``nblaunch show``: the job's fields, cost, error, then its events."""
+    fields = {
+        "id": snap.id,
+        "name": snap.name,
+        "queue": snap.queue,
+        "state": snap.state.value,
+        "priority": snap.priority_name,
+        "gpus": snap.gpus,
+        "attempt": snap.attempt,
+        "run_dir": snap.run_dir,
+        "output_notebook": snap.output_notebook,
+    }
+    lines = [f"{key:16} {value}" for key, value in fields.items()]
+    cost = snap.cost
+    money = (
+        "n/a (no price for this queue)" if cost is None or cost.usd is None else fmt_usd(cost.usd)
+    )
+    hours = "?" if cost is None else f"{cost.gpu_hours:.3f}"
+    lines.append(f"{'cost':16} {money}, {hours} GPU-hours")
+    if snap.error is not None:
+        lines.append(f"{'error':16} {snap.error}")
+    for event in events:
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+        lines.append(f"  {stamp} {event.from_state or '-':>9} -> {event.to_state:9} {event.reason}")
     return "\n".join(lines)
 
 
@@ -393,46 +421,46 @@ _GRID = (
 )
 
 
-def _queue_cells(row: Mapping[str, Any], now: float | None) -> list[str]:
-    runtime = None
-    if row.get("started_at") is not None:
-        end = row.get("finished_at") or now or time.time()
-        runtime = max(0.0, float(end) - float(row["started_at"]))
-    cost = (
-        (row.get("cost") or {}).get("cost_usd")
-        if isinstance(row.get("cost"), Mapping)
-        else row.get("cost_usd")
-    )
+def _runtime(snap: JobSnapshot, now: float | None) -> float | None:
+    if snap.started_at is None:
+        return None
+    end = snap.finished_at or now or snap.taken_at
+    return max(0.0, end - snap.started_at)
+
+
+def _queue_cells(snap: JobSnapshot, now: float | None) -> list[str]:
+    runtime = _runtime(snap, now)
+    cost = snap.cost.usd if snap.cost else None
     return [
-        f"<code>{escape(str(row.get('id')))}</code>",
+        f"<code>{escape(snap.id)}</code>",
         '<span style="overflow:hidden;text-overflow:ellipsis;white-space:nowrap">'
-        f"{escape(str(row.get('name')))}</span>",
-        state_badge(str(row.get("state"))),
-        escape(str(row.get("priority", ""))),
-        str(int(row.get("gpus") or 0)),
-        f"#{row['queue_position']}" if row.get("queue_position") else "",
-        fmt_clock(row.get("started_at"), now),
+        f"{escape(snap.name)}</span>",
+        state_badge(snap.state.value),
+        escape(snap.priority_name),
+        str(snap.gpus),
+        f"#{snap.queue_position}" if snap.queue_position else "",
+        fmt_clock(snap.started_at, now),
         fmt_duration(runtime) if runtime is not None else "",
-        fmt_usd(cost) if cost is not None else "",
+        fmt_usd(cost) if cost is not None and snap.started_at is not None else "",
     ]
 
 
-def queue_row_html(row: Mapping[str, Any], now: float | None = None) -> str:
+def queue_row_html(snap: JobSnapshot, now: float | None = None) -> str:
     """One job of the queue as a grid row (the widget puts its cancel button beside it)."""
-    cells = "".join(f"<div>{c}</div>" for c in _queue_cells(row, now))
+    cells = "".join(f"<div>{c}</div>" for c in _queue_cells(snap, now))
     return (
-        f'<div class="nbl-queue-row" data-job="{escape(str(row.get("id")))}" '
-        f'data-state="{escape(str(row.get("state")))}" style="{_GRID}">{cells}</div>'
+        f'<div class="nbl-queue-row" data-job="{escape(snap.id)}" '
+        f'data-state="{escape(snap.state.value)}" style="{_GRID}">{cells}</div>'
     )
 
 
-def queue_header_html(queue: Mapping[str, Any], action_width: int = 0) -> str:
+def queue_header_html(queue: QueueSnapshot, action_width: int = 0) -> str:
     """Queue name, GPU slots in use, counts per state, and the column titles.
 
     ``action_width`` leaves room on the right for the widget's per-row buttons.
     """
-    slots = queue.get("gpu_slots")
-    used = int(queue.get("gpus_used") or 0)
+    slots = queue.gpu_slots
+    used = queue.gpus_used
     if slots:
         pct = min(100.0, 100.0 * used / slots)
         gpu = (
@@ -443,78 +471,88 @@ def queue_header_html(queue: Mapping[str, Any], action_width: int = 0) -> str:
         )
     else:
         gpu = f'<span class="nbl-slots">no GPUs{f" ({used} requested)" if used else ""}</span>'
-    counts = queue.get("counts") or {}
-    count_text = " · ".join(f"{n} {s}" for s, n in counts.items() if n)
-    shown, total = queue.get("shown"), queue.get("total")
-    more = (
-        f" (newest {shown} of {total} shown)"
-        if shown is not None and total and shown < total
-        else ""
-    )
+    order = {s.value: n for n, s in enumerate(_COUNT_ORDER)}
+    counts = sorted(queue.counts.items(), key=lambda kv: order.get(kv[0], len(order)))
+    count_text = " · ".join(f"{n} {s}" for s, n in counts if n)
+    shown, total = len(queue.jobs), queue.total
+    more = f" (newest {shown} of {total} shown)" if total and shown < total else ""
     head = "".join(f"<div><b>{escape(c)}</b></div>" for c, _ in QUEUE_COLUMNS)
     return (
         f'<div class="nbl-queue-head" style="{_FONT}">'
         '<div style="display:flex;gap:12px;align-items:center;flex-wrap:wrap;margin-bottom:4px">'
-        f'<b style="font-size:14px">queue {escape(str(queue.get("name")))}</b>'
-        f'<span style="{_MUTED}">{escape(str(queue.get("runner", "")))}</span>{gpu}'
+        f'<b style="font-size:14px">queue {escape(queue.name)}</b>'
+        f'<span style="{_MUTED}">{escape(queue.runner)}</span>{gpu}'
         f'<span style="{_MUTED}">{escape(count_text)}{escape(more)}</span></div>'
         f'<div style="{_GRID};border-bottom:1px solid var(--jp-border-color2,#ddd);'
         f'margin-right:{action_width}px">{head}</div></div>'
     )
 
 
-def queue_empty_html(queue: Mapping[str, Any]) -> str:
-    which = queue.get("filter")
-    what = "no jobs" if which in (None, "all") else f"no {which} jobs"
+def queue_empty_html(queue: QueueSnapshot) -> str:
+    which = queue.filter
+    what = "no jobs" if which == "all" else f"no {which} jobs"
     return (
         f'<div class="nbl-queue-empty" style="{_MUTED};{_FONT};padding:4px 0">{escape(what)}</div>'
     )
 
 
-def queue_table_html(
-    queue: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], now: float | None = None
-) -> str:
+def queue_table_html(queue: QueueSnapshot) -> str:
     """The whole queue as static HTML (header, then one row per job)."""
-    body = "".join(queue_row_html(r, now) for r in rows)
-    if not rows:
+    now = queue.taken_at
+    body = "".join(queue_row_html(r, now) for r in queue.jobs)
+    if not queue.jobs:
         body = queue_empty_html(queue)
-    name = escape(str(queue.get("name")))
+    name = escape(queue.name)
     return f'<div class="nbl-queue" data-queue="{name}">{queue_header_html(queue)}{body}</div>'
 
 
-def queue_text(
-    queue: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], now: float | None = None
-) -> str:
-    slots = queue.get("gpu_slots")
-    head = f"queue {queue.get('name')} ({queue.get('runner', '')})"
-    if slots:
-        head += f", GPUs {int(queue.get('gpus_used') or 0)}/{slots} in use"
-    lines = [head]
-    titles = [c for c, _ in QUEUE_COLUMNS]
-    table = [titles]
-    for r in rows:
-        cells = _queue_cells(r, now)
+def queue_text(queue: QueueSnapshot) -> str:
+    head = f"queue {queue.name} ({queue.runner}"
+    head += f", {queue.gpu_slots} GPU(s))" if queue.gpu_slots is not None else ")"
+    if queue.gpu_slots:
+        head += f", {queue.gpus_used} in use"
+    return head + "\n" + jobs_table(queue.jobs, queue.taken_at)
+
+
+#: the job table's columns, shared by ``nblaunch jobs``, ``%launch_jobs`` and queue text
+_TABLE = ("id", "name", "queue", "state", "priority", "gpus", "attempt", "place", "submitted")
+
+
+def jobs_table(snaps: Sequence[JobSnapshot], now: float | None = None) -> str:
+    """Jobs as a fixed-width table, in the order given; ``no jobs`` when there are none."""
+    now = time.time() if now is None else now
+    if not snaps:
+        return "no jobs"
+    table = [_TABLE]
+    for s in snaps:
         table.append(
-            [
-                str(r.get("id")),
-                str(r.get("name")),
-                str(r.get("state")),
-                str(r.get("priority", "")),
-                cells[4],
-                cells[5],
-                cells[6],
-                cells[7],
-                cells[8],
-            ]
+            (
+                s.id,
+                s.name,
+                s.queue,
+                s.state.value,
+                s.priority_name,
+                str(s.gpus),
+                str(s.attempt),
+                f"#{s.queue_position}" if s.queue_position else "",
+                _ago(now - s.submitted_at),
+            )
         )
-    widths = [max(len(line[i]) for line in table) for i in range(len(titles))]
-    for line in table:
-        lines.append(
-            "  " + "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        )
-    if not rows:
-        lines.append("  no jobs")
-    return "\n".join(lines)
+    widths = [max(len(row[i]) for row in table) for i in range(len(_TABLE))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(0, int(seconds))}s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h ago"
+    return f"{int(seconds // 86400)}d ago"
 
 
 # -- estimate -----------------------------------------------------------------

@@ -11,18 +11,17 @@ from __future__ import annotations
 import threading
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ipywidgets as w
 
+from nblaunch.api import Job, sweep_jobs
 from nblaunch.queue.states import FINAL
-from nblaunch.widgets import render, snapshot
+from nblaunch.runtime.contract import MAX_STEPS_METRIC
+from nblaunch.widgets import render
 from nblaunch.widgets.chart import PALETTE, LiveChart
 from nblaunch.widgets.fallback import StaticFallback
 from nblaunch.widgets.poller import ViewTracking, poller
-
-if TYPE_CHECKING:
-    from nblaunch.client import Job
 
 __all__ = ["SweepBoard"]
 
@@ -84,9 +83,11 @@ class SweepBoard(ViewTracking, StaticFallback, w.VBox):
         with self._lock:
             self._tick += 1
             if force or self._tick % _DISCOVER_EVERY == 0:
-                for job in snapshot.sweep_jobs(self.sweep_id, self.root, known=self.jobs):
+                for job in sweep_jobs(self.sweep_id, self.root):
+                    if job.id in self.jobs:
+                        continue
                     self.jobs[job.id] = job
-                    self.params[job.id] = snapshot.job_params(job)
+                    self.params[job.id] = dict(job.snapshot(metrics=False).params)
                     self._cursors[job.id] = 0
             active = [j for j in self.jobs if self.states.get(j) not in FINAL]
             if not force and not active and self._tick % _DISCOVER_EVERY:
@@ -94,9 +95,9 @@ class SweepBoard(ViewTracking, StaticFallback, w.VBox):
             for job_id in active or list(self.jobs):
                 job = self.jobs[job_id]
                 self.states[job_id] = job.state.value
-                rows, self._cursors[job_id] = snapshot.metrics_since(job, self._cursors[job_id])
+                rows, self._cursors[job_id] = job.metrics_since(self._cursors[job_id])
                 for attempt, step, name, value, _t in rows:
-                    if name == "max_steps":
+                    if name == MAX_STEPS_METRIC:
                         continue
                     self.names.add(name)
                     key = f"{job_id}/{name}"

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from nblaunch.widgets import render, snapshot
+from nblaunch.api import Queue
+from nblaunch.snapshots import FILTERS, LIVE, QueueSnapshot
+from nblaunch.widgets import render
 from nblaunch.widgets.fallback import StaticFallback
 from nblaunch.widgets.poller import ViewTracking, poller
-
-if TYPE_CHECKING:
-    from nblaunch.client import Queue
 
 __all__ = ["QueueStatus"]
 
@@ -68,19 +66,15 @@ class QueueStatus(ViewTracking, StaticFallback, w.VBox):
         root: Path | None = None,
     ) -> None:
         if isinstance(queue, str):
-            from nblaunch.client import Queue
-
             queue = Queue(queue, root=root)
         self.queue = queue
         self.limit = limit
-        self.summary: dict[str, Any] = {}
-        self.rows: list[dict[str, Any]] = []
+        self.summary: QueueSnapshot | None = None
         self._row_widgets: dict[str, _Row] = {}
-        self._final_rows: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
         self._tick = 0
         self.filter = w.Dropdown(
-            options=list(snapshot.FILTERS),
+            options=list(FILTERS),
             value=state,
             description="show",
             layout=w.Layout(width="200px"),
@@ -101,31 +95,27 @@ class QueueStatus(ViewTracking, StaticFallback, w.VBox):
         """Re-read the queue (every tick while jobs are active, less often when idle)."""
         with self._lock:
             self._tick += 1
-            active = any(r["state"] in snapshot.LIVE for r in self.rows) or any(
-                self.summary.get("counts", {}).get(s) for s in snapshot.LIVE
-            )
+            before = self.summary
+            active = before is None or any(before.counts.get(s.value) for s in LIVE)
             if not force and not active and self._tick % _IDLE_EVERY:
                 return True
-            summary, rows = snapshot.queue_snapshot(
-                self.queue, self.filter.value, self.limit, final_rows=self._final_rows
-            )
-            self.summary, self.rows = summary, rows
-            self._render()
+            self.summary = self.queue.snapshot(self.filter.value, self.limit)
+            self._render(self.summary)
             return True
 
-    def _render(self) -> None:
-        now = self.summary["now"]
-        self.header.value = render.queue_header_html(self.summary, action_width=_BUTTON_W)
-        self.empty.value = "" if self.rows else render.queue_empty_html(self.summary)
-        wanted = [r["id"] for r in self.rows]
+    def _render(self, summary: QueueSnapshot) -> None:
+        now = summary.taken_at
+        self.header.value = render.queue_header_html(summary, action_width=_BUTTON_W)
+        self.empty.value = "" if summary.jobs else render.queue_empty_html(summary)
+        wanted = [r.id for r in summary.jobs]
         for job_id in list(self._row_widgets):
             if job_id not in wanted:
                 self._row_widgets.pop(job_id).close()
-        for r in self.rows:
-            row = self._row_widgets.get(r["id"])
+        for r in summary.jobs:
+            row = self._row_widgets.get(r.id)
             if row is None:
-                row = self._row_widgets[r["id"]] = _Row(self, r["id"])
-            final = r["state"] not in snapshot.LIVE
+                row = self._row_widgets[r.id] = _Row(self, r.id)
+            final = r.final
             with row.html.hold_sync():
                 row.html.value = render.queue_row_html(r, now)
             with row.button.hold_sync():
@@ -145,15 +135,17 @@ class QueueStatus(ViewTracking, StaticFallback, w.VBox):
             row.button.button_style = "danger"
             return
         row.armed = False
-        snapshot.queue_job(self.queue, row.job_id).cancel()
+        self.queue.job(row.job_id).cancel()
         self.refresh(force=True)
         poller().wake()
 
     def text(self) -> str:
-        return render.queue_text(self.summary, self.rows, self.summary.get("now"))
+        assert self.summary is not None  # refreshed in __init__
+        return render.queue_text(self.summary)
 
     def html(self) -> str:
-        return render.queue_table_html(self.summary, self.rows, self.summary.get("now"))
+        assert self.summary is not None  # refreshed in __init__
+        return render.queue_table_html(self.summary)
 
     def close(self) -> None:
         poller().unregister(self)

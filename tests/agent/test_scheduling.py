@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 
 import nblaunch
-from nblaunch.client import store
+from nblaunch.api import store
 from tests.conftest import make_notebook, write_queues
 
 BLOCKER = "import os, time\nwhile not os.path.exists(release):\n    time.sleep(0.05)"

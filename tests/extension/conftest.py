@@ -53,7 +53,7 @@ def run(shell: InteractiveShell, source: str, cell_id: str | None = None) -> Any
 
 def nothing_queued(root: Path) -> bool:
     """No job row in the store and no job folder (bundle) under ``root``."""
-    from nblaunch.client import store
+    from nblaunch.api import store
 
     jobs = root / "jobs"
     return store(root).jobs() == [] and (not jobs.exists() or not any(jobs.iterdir()))

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from nblaunch.client import Job
+from nblaunch.api import Job
 from nblaunch.queue.states import State
 from tests.conftest import make_notebook
 from tests.extension.conftest import outputs_text, run

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nblaunch.client import store
+from nblaunch.api import store
 from nblaunch.jobs.calibration import calibrate
 from nblaunch.jobs.cost import actual_cost
 from nblaunch.jobs.estimate import estimate

@@ -121,10 +121,10 @@ def test_custom_loop_checkpoints_on_preemption_and_resumes(nbl_home: Path, tmp_p
 def test_in_job_modules_import_light() -> None:
     code = (
         "import sys\n"
-        "import nblaunch.runtime, nblaunch.runtime.execute, nblaunch.trainers.distributed\n"
+        "import nblaunch.runtime, nblaunch.runtime.execute, nblaunch.runtime.contract\n"
         "import nblaunch.trainers.checkpoint, nblaunch.runtime.kernel\n"
         "heavy = [m for m in ('IPython.core.magic', 'ipywidgets', 'anywidget', 'nblaunch.queue.store',\n"
-        "         'nblaunch.extension', 'nblaunch.widgets', 'nblaunch.client', 'nblaunch.cli',\n"
+        "         'nblaunch.extension', 'nblaunch.widgets', 'nblaunch.api', 'nblaunch.cli',\n"
         "         'papermill', 'wandb', 'transformers', 'torch', 'click', 'rich') if m in sys.modules]\n"
         "print(heavy)"
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 import nbformat
 
-from nblaunch.client import Job
+from nblaunch.api import Job
 from tests.conftest import run_cli, write_queues
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nblaunch.trainers.distributed import DistributedEnv, first_slurm_host
+from nblaunch.runtime.contract import DistributedEnv, first_slurm_host
 
 
 def test_nothing_set_is_one_process_of_rank_zero() -> None:
@@ -104,7 +104,7 @@ def test_what_a_real_torchrun_sets(tmp_path: Path) -> None:
     script = tmp_path / "read_env.py"
     script.write_text(
         "import dataclasses, json, os, sys\n"
-        "from nblaunch.trainers.distributed import DistributedEnv\n"
+        "from nblaunch.runtime.contract import DistributedEnv\n"
         "env = DistributedEnv.from_env()\n"
         "path = os.path.join(sys.argv[1], f'rank{env.rank}.json')\n"
         "open(path, 'w').write(json.dumps(dataclasses.asdict(env)))\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nblaunch.client import Job, store
+from nblaunch.api import Job, store
 from tests.conftest import make_notebook, run_cli
 from tests.trainers.conftest import outputs_text
 

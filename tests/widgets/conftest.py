@@ -12,7 +12,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from nblaunch import client
+from nblaunch import api
 from nblaunch.home import jobs_dir
 from nblaunch.jobs.bundle import write_bundle
 from nblaunch.jobs.spec import JobSpec
@@ -23,7 +23,7 @@ from nblaunch.widgets.poller import poller
 
 @pytest.fixture
 def store(nbl_home: Path) -> Store:
-    return client.store(nbl_home)
+    return api.store(nbl_home)
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +46,7 @@ def add_job(
     gpus: int = 0,
     max_retries: int = 0,
     options: dict[str, Any] | None = None,
-) -> client.Job:
+) -> api.Job:
     """Queue a job without an agent (its bundle is real; nothing will run it)."""
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
@@ -64,11 +64,11 @@ def add_job(
     job_id = secrets.token_hex(4)
     job_dir = jobs_dir(root) / job_id
     write_bundle(job_dir, spec, nb)
-    client.store(root).insert_job(job_id, spec, job_dir)
-    return client.Job(job_id, root=root)
+    api.store(root).insert_job(job_id, spec, job_dir)
+    return api.Job(job_id, root=root)
 
 
-def start(store: Store, job: client.Job, gpu_slots: int = 8) -> None:
+def start(store: Store, job: api.Job, gpu_slots: int = 8) -> None:
     """Claim the job and mark it running, as the agent does."""
     claimed = store.claim(job.row.queue, gpu_slots, 64, os.getpid())
     assert claimed is not None and claimed[0].id == job.id
@@ -83,7 +83,7 @@ def start(store: Store, job: client.Job, gpu_slots: int = 8) -> None:
 
 def finish(
     store: Store,
-    job: client.Job,
+    job: api.Job,
     state: State = State.SUCCEEDED,
     error: dict[str, Any] | None = None,
 ) -> None:
@@ -98,7 +98,7 @@ def finish(
 
 def log_metrics(
     store: Store,
-    job: client.Job,
+    job: api.Job,
     name: str,
     values: list[float],
     start_step: int = 0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nblaunch import client
+from nblaunch import api
 from nblaunch.queue.states import State
 from nblaunch.queue.store import Store
 from nblaunch.widgets.card import JobCard
@@ -53,8 +53,8 @@ def test_card_after_kernel_restart_shows_the_whole_history(nbl_home: Path, store
     start(store, job)
     log_metrics(store, job, "loss", [1.0 / (i + 1) for i in range(30_000)])
     finish(store, job)
-    client._store.cache_clear()  # a new kernel: a new connection, a new handle
-    card = JobCard(client.Job(job.id, root=nbl_home), live=False)
+    api._store.cache_clear()  # a new kernel: a new connection, a new handle
+    card = JobCard(api.Job(job.id, root=nbl_home), live=False)
     assert card.chart.series[0]["count"] == 30_000 and card.chart.points_shown() <= 2000
     assert card.refresh() is True and card.chart.flush() is False
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nblaunch import client
+from nblaunch import api
 from nblaunch.queue.states import State
 from nblaunch.queue.store import Store
 from nblaunch.widgets import render, snapshot
@@ -19,13 +19,13 @@ from .conftest import add_job, finish, start
 def loaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Ids of the jobs whose ``to_dict`` ran (the per-job cost of a tick)."""
     calls: list[str] = []
-    to_dict = client.Job.to_dict
+    to_dict = api.Job.to_dict
 
-    def counting(job: client.Job) -> dict[str, Any]:
+    def counting(job: api.Job) -> dict[str, Any]:
         calls.append(job.id)
         return to_dict(job)
 
-    monkeypatch.setattr(client.Job, "to_dict", counting)
+    monkeypatch.setattr(api.Job, "to_dict", counting)
     return calls
 
 

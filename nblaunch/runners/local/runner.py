@@ -9,13 +9,18 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import psutil
 
-from nblaunch.runners.base import Launch, Outcome, Runner
-from nblaunch.runners.result import outcome_from_result
+from nblaunch.errors import CapacityError
+from nblaunch.runners.base import AttemptEnd, Launch, Runner, Slots
+from nblaunch.runners.local.options import LocalOptions
+from nblaunch.runners.result import end_from_result
+from nblaunch.runtime.contract import RunDir
+
+#: local queues share this machine's devices
+DEVICE_POOL = "local"
 
 
 class LocalRunner(Runner):
@@ -29,25 +34,43 @@ class LocalRunner(Runner):
     """
 
     name = "local"
+    Options = LocalOptions
+    runs_here = True
+    options: LocalOptions
 
-    def __init__(self, queue: Any) -> None:
-        super().__init__(queue)
+    def __init__(self, options: LocalOptions) -> None:
+        super().__init__(options)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._warm: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
         self._spawn_warm()
 
+    def gpu_slots(self) -> int:
+        return len(self.options.device_ids())
+
+    def check_capacity(self, gpus: int, nodes: int) -> None:
+        if nodes > 1:
+            raise CapacityError(
+                f"queue {self.options.name!r} runs on one machine; the job asks for {nodes} "
+                "nodes (use --nodes 1 or a Slurm / Kubernetes queue)"
+            )
+        super().check_capacity(gpus, nodes)
+
+    def slots(self) -> Slots:
+        return Slots(self.options.device_ids(), self.options.cpu_slots(), DEVICE_POOL)
+
     def submit(self, launch: Launch) -> dict[str, Any]:
-        logs = launch.run_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **launch.env}
-        # An empty list hides every GPU from a job that asked for none.
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in launch.gpu_ids)
+        run = launch.run
+        run.logs.mkdir(parents=True, exist_ok=True)
+        # An empty CUDA_VISIBLE_DEVICES hides every GPU from a job that asked for none.
+        env = {**os.environ, **launch.env, **self.attempt_env(launch)}
         order = {
             "bundle": str(launch.bundle),
-            "run_dir": str(launch.run_dir),
+            "run_dir": str(run.path),
             "env": env,
-            "stdout": str(logs / "stdout.log"),
-            "stderr": str(logs / "stderr.log"),
+            "stdout": str(run.stdout),
+            "stderr": str(run.stderr),
         }
         proc = self._hand_to_warm(order) or self._start_cold(order)
         self._children[proc.pid] = proc
@@ -87,7 +110,7 @@ class LocalRunner(Runner):
                 start_new_session=True,
             )
 
-    def poll(self, handle: dict[str, Any], run_dir: Path) -> Outcome | None:
+    def poll(self, handle: dict[str, Any], run: RunDir) -> AttemptEnd | None:
         pid = handle["pid"]
         child = self._children.get(pid)
         if child is not None:
@@ -99,7 +122,7 @@ class LocalRunner(Runner):
             if _alive(handle):
                 return None
             code = None  # not our child: its exit status went to whoever adopted it
-        return outcome_from_result(run_dir, code)
+        return end_from_result(run, code)
 
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
         if not _alive(handle):
@@ -112,9 +135,6 @@ class LocalRunner(Runner):
         # helpers the training still needs to save (wandb's service, loaders).
         if _alive(handle):
             os.kill(handle["pid"], signal.SIGTERM)
-
-    def logs(self, handle: dict[str, Any], run_dir: Path) -> list[Path]:
-        return [run_dir / "logs" / "stderr.log", run_dir / "logs" / "stdout.log"]
 
 
 def _alive(handle: dict[str, Any]) -> bool:

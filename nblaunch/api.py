@@ -1,0 +1,365 @@
+"""The one API every face uses: ``submit()``, ``Job`` and ``Queue``.
+
+Faces (the CLI, the magics, the widgets) render ``Job.snapshot()`` and
+``Queue.snapshot()``, each read in one transaction, and ask for changes
+through ``Job.cancel()`` / ``Job.preempt()``; none of them opens the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import time
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+from nblaunch.errors import ConfigError, JobFailedError, UnknownQueueError
+from nblaunch.home import home, jobs_dir, objects_dir, store_path
+from nblaunch.jobs.bundle import check_notebook, read_notebook, write_bundle
+from nblaunch.jobs.spec import JobSpec
+from nblaunch.jobs.workspace import WorkspaceFile, check_size, list_workspace
+from nblaunch.options import parse_priority
+from nblaunch.queue import views
+from nblaunch.queue.config import get_queue, load_queues, runner_for
+from nblaunch.queue.rows import EventRow
+from nblaunch.queue.states import State
+from nblaunch.queue.store import Store
+from nblaunch.runners.base import QueueOptions, Runner
+from nblaunch.runtime.contract import Result, RunDir
+from nblaunch.snapshots import FILTERS, JobSnapshot, QueueSnapshot
+
+__all__ = ["Job", "Queue", "jobs", "submit", "submit_spec", "sweep_jobs"]
+
+MetricRow = tuple[int, "int | None", str, float, float]  # attempt, step, name, value, time
+
+
+@lru_cache(maxsize=8)
+def _store(root: Path) -> Store:
+    return Store(store_path(root))
+
+
+def store(root: Path | None = None) -> Store:
+    """The store of ``root`` (default ``$NBLAUNCH_HOME``), one connection per process."""
+    return _store(root or home())
+
+
+def submit(
+    notebook: str | os.PathLike[str],
+    params: dict[str, Any] | None = None,
+    queue: str = "local",
+    gpus: int = 0,
+    priority: str | int = "normal",
+    name: str | None = None,
+    **options: Any,
+) -> Job:
+    """Queue ``notebook`` as a job and return at once with its handle.
+
+    Parameters
+    ----------
+    notebook
+        Path of an ``.ipynb`` file; a cell tagged ``parameters`` holds defaults.
+        The notebook's folder travels with the job as its working directory.
+    params
+        Values papermill injects after the ``parameters`` cell.
+    queue
+        A queue from ``$NBLAUNCH_HOME/queues.toml``; ``local`` always exists.
+    gpus
+        GPUs per node the job needs.
+    priority
+        ``low``, ``normal``, ``high``, ``critical`` or an integer; higher runs first.
+    name
+        Shown in listings; defaults to the notebook's file name.
+    **options
+        Further ``JobSpec`` fields: ``nodes``, ``strategy``, ``max_retries``,
+        ``retry_backoff_s``, ``sweep_id``, ``workspace_limit_mb``.
+    """
+    path = Path(notebook).expanduser().resolve()
+    nb = read_notebook(path)
+    spec = JobSpec.build(
+        name=name or path.stem,
+        queue=queue,
+        priority=parse_priority(priority),
+        gpus=gpus,
+        params=dict(params or {}),
+        notebook=str(path),
+        submit_dir=str(path.parent),
+        **options,
+    )
+    return submit_spec(spec, nb)
+
+
+def check_submission(
+    spec: JobSpec, notebook: dict[str, Any], root: Path
+) -> tuple[QueueOptions, list[WorkspaceFile]]:
+    """Everything that can be wrong with a job before anything is written: the
+    notebook, the queue, whether the job can ever fit, and the workspace's size.
+    Returns the queue's options and the workspace's files."""
+    check_notebook(notebook, spec.notebook)
+    options = get_queue(root, spec.queue)
+    runner_for(options).check_capacity(spec.gpus, spec.nodes)
+    folder = Path(spec.submit_dir)
+    # $NBLAUNCH_HOME may sit inside the notebook's folder: it never travels.
+    files = [f for f in list_workspace(folder) if not f.path.is_relative_to(root)]
+    limit = spec.workspace_limit_mb or options.workspace_limit_mb
+    check_size(folder, files, int(limit * 1e6))
+    return options, files
+
+
+def submit_spec(spec: JobSpec, notebook: dict[str, Any], root: Path | None = None) -> Job:
+    """Queue a built spec with its notebook; nothing is written unless all checks pass."""
+    root = root or home()
+    options, files = check_submission(spec, notebook, root)
+    if spec.max_retries == 0 and options.max_retries:
+        spec = spec.model_copy(update={"max_retries": options.max_retries})
+    db = store(root)
+    job_id = secrets.token_hex(4)
+    job_dir = jobs_dir(root) / job_id
+    write_bundle(job_dir, spec, notebook, files, objects_dir(root))
+    try:
+        db.insert_job(job_id, spec, job_dir)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    from nblaunch.agent.spawn import ensure_agent
+
+    ensure_agent(root)
+    return Job(job_id, root=root)
+
+
+def _queue_runner(root: Path, name: str) -> Runner | None:
+    """The queue's runner; None once the queue is gone from the file (history stays readable)."""
+    try:
+        return runner_for(get_queue(root, name))
+    except (UnknownQueueError, ConfigError):
+        return None
+
+
+class Job:
+    """A handle on one job; ``Job(id)`` re-attaches from any process."""
+
+    def __init__(self, job_id: str, *, root: Path | None = None) -> None:
+        self._root = root or home()
+        self._store = store(self._root)
+        self.id = self._store.job(job_id).id
+
+    def __repr__(self) -> str:
+        snap = self.snapshot(metrics=False)
+        return f"<nblaunch.Job {snap.id} {snap.name!r} {snap.state} on {snap.queue}>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.status_line())
+
+    @cached_property
+    def spec(self) -> JobSpec:
+        """The job's request as its bundle records it (immutable, read once)."""
+        return JobSpec.read(self._store.job(self.id).bundle)
+
+    def snapshot(self, *, metrics: bool = True) -> JobSnapshot:
+        """Everything a face shows of the job, read in one transaction.
+
+        ``metrics=False`` leaves out the newest metrics and the progress (a
+        listing does not show them).
+        """
+        view = views.job_view(self._store, self.id, metrics=metrics)
+        runner = _queue_runner(self._root, view.job.queue)
+        params: dict[str, Any] = {}
+        estimate = None
+        with contextlib.suppress(OSError, ValueError):  # a bundle removed by hand: the row shows
+            params, estimate = dict(self.spec.params), self.spec.options.get("estimate")
+        price = runner.options.price() if runner else None
+        return JobSnapshot.of(view, price, runner is not None, params=params, estimate=estimate)
+
+    @property
+    def state(self) -> State:
+        return self._store.job(self.id).state
+
+    @property
+    def name(self) -> str:
+        return self._store.job(self.id).name
+
+    def run(self, attempt: int | None = None) -> RunDir | None:
+        """The folder of ``attempt`` (default: the latest); None before the first start."""
+        row = self._store.job(self.id)
+        path = row.run_dir(attempt)
+        return None if path is None else RunDir(path)
+
+    @property
+    def output_notebook(self) -> Path | None:
+        run = self.run()
+        return None if run is None else run.output
+
+    def log_files(self, attempt: int | None = None) -> list[Path]:
+        """The files holding an attempt's output, stdout first, as its runner keeps them."""
+        run = self.run(attempt)
+        if run is None:
+            return []
+        runner = _queue_runner(self._root, self._store.job(self.id).queue)
+        return runner.log_files(run) if runner else [run.stdout, run.stderr]
+
+    def status_line(self) -> str:
+        snap = self.snapshot(metrics=False)
+        where = ""
+        if snap.state is State.QUEUED:
+            where = f", #{snap.queue_position} in queue {snap.queue}"
+        elif snap.attempt:
+            where = f", attempt {snap.attempt}"
+        err = ""
+        if snap.error and snap.state in (State.FAILED, State.LOST, State.PREEMPTED):
+            err = f": {snap.error.ename}: {snap.error.evalue}"
+        return f"job {snap.id} ({snap.name}) {snap.state}{where}{err}"
+
+    def wait(self, timeout: float | None = None, interval: float = 0.05) -> State:
+        """Block until the job reaches a final state; return it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            row = self._store.job(self.id)
+            if row.final:
+                return row.state
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} still {row.state} after {timeout}s")
+            time.sleep(interval)
+
+    def cancel(self) -> State:
+        """Cancel now if queued; otherwise ask the agent to stop it (see ``wait``)."""
+        row = self._store.request_cancel(self.id)
+        if not row.final:
+            from nblaunch.agent.lockfile import wake
+
+            wake(self._root)
+        return row.state
+
+    def preempt(self) -> None:
+        """Send the job what a spot reclaim sends (a drill): it checkpoints, stops and
+        is requeued to resume."""
+        from nblaunch.agent.lockfile import wake
+
+        self._store.request_preempt(self.id)
+        wake(self._root)
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """Wait, then return the run's ``result.json``.
+
+        Raises ``JobFailedError`` (papermill's fields, output notebook, logs)
+        unless the job succeeded."""
+        state = self.wait(timeout)
+        row = self._store.job(self.id)
+        run = self.run()
+        if state is not State.SUCCEEDED:
+            logs = None if run is None else run.logs
+            output = None if run is None else run.output
+            raise JobFailedError(row.id, state.value, row.error, output, logs)
+        assert run is not None
+        result = Result.read(run.result)
+        assert result is not None, f"job {self.id} succeeded without a result.json"
+        return {
+            "state": result.state,
+            "outcome": result.outcome.value,
+            "error": result.error,
+            "started_at": result.started_at,
+            "finished_at": result.finished_at,
+        }
+
+    def logs(self, attempt: int | None = None) -> str:
+        """Everything the attempt printed (stdout then stderr)."""
+        return "".join(
+            path.read_text(errors="replace") for path in self.log_files(attempt) if path.exists()
+        )
+
+    def metrics(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Logged metric rows ``{attempt, step, name, value, time}`` in logging order."""
+        keys = ("attempt", "step", "name", "value", "time")
+        return [dict(zip(keys, r, strict=True)) for r in self._store.metrics(self.id, name)]
+
+    def metrics_since(self, cursor: int = 0) -> tuple[list[MetricRow], int]:
+        """Metric rows logged after ``cursor`` and the cursor for the next call (start at 0).
+
+        One indexed seek: a poll costs only what is new."""
+        return self._store.metrics_since(self.id, cursor)
+
+    def events(self) -> list[EventRow]:
+        return self._store.events(self.id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.snapshot(metrics=False).to_dict()
+
+
+class Queue:
+    """A named queue: its configuration, its runner and its jobs."""
+
+    def __init__(self, name: str = "local", *, root: Path | None = None) -> None:
+        self._root = root or home()
+        self.options = get_queue(self._root, name)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<nblaunch.Queue {self.name} ({self.options.runner})>"
+
+    @cached_property
+    def runner(self) -> Runner:
+        return runner_for(self.options)
+
+    def gpu_slots(self) -> int | None:
+        return self.runner.gpu_slots()
+
+    def jobs(
+        self, state: str | None = None, limit: int | None = None, sweep_id: str | None = None
+    ) -> list[Job]:
+        rows = store(self._root).jobs(self.name, state, sweep_id=sweep_id, limit=limit)
+        return [Job(r.id, root=self._root) for r in rows]
+
+    def job(self, job_id: str) -> Job:
+        """A handle on one of this queue's jobs (same ``$NBLAUNCH_HOME``)."""
+        return Job(job_id, root=self._root)
+
+    def snapshot(self, state_filter: str = "all", limit: int = 50) -> QueueSnapshot:
+        """The queue's counts and its newest ``limit`` jobs passing ``state_filter``,
+        read in one transaction."""
+        if state_filter not in FILTERS:
+            raise ValueError(f"unknown filter {state_filter!r}; use one of {', '.join(FILTERS)}")
+        view = views.queue_view(store(self._root), self.name, FILTERS[state_filter], limit)
+        price = self.options.price()
+        now = time.time()
+        return QueueSnapshot(
+            name=self.name,
+            runner=self.options.runner,
+            gpu_slots=self.gpu_slots(),
+            gpus_used=view.gpus_used,
+            counts=view.counts,
+            jobs=tuple(JobSnapshot.of(v, price, True, now) for v in view.jobs),
+            filter=state_filter,
+            taken_at=now,
+        )
+
+    def widget(self, **kwargs: Any) -> Any:
+        """The live queue table (``nblaunch.widgets.QueueStatus``)."""
+        from nblaunch.widgets import queue_status
+
+        return queue_status(self, **kwargs)
+
+    @staticmethod
+    def all(root: Path | None = None) -> list[Queue]:
+        root = root or home()
+        return [Queue(name, root=root) for name in sorted(load_queues(root))]
+
+
+def jobs(
+    queue: str | None = None,
+    state: str | None = None,
+    limit: int | None = None,
+    root: Path | None = None,
+) -> list[JobSnapshot]:
+    """Snapshots of the newest jobs (of ``queue``, in ``state``), newest first."""
+    root = root or home()
+    if queue is not None:
+        get_queue(root, queue)  # an unknown queue is an error, not an empty list
+    rows = store(root).jobs(queue=queue, state=state, limit=limit)
+    return [Job(r.id, root=root).snapshot(metrics=False) for r in rows]
+
+
+def sweep_jobs(sweep_id: str, root: Path | None = None) -> list[Job]:
+    """Every job submitted with ``sweep_id``, oldest first, across all queues."""
+    db = store(root)
+    return [Job(job_id, root=root) for job_id in views.sweep_job_ids(db, sweep_id)]

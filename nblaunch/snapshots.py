@@ -1,0 +1,207 @@
+"""What every face renders: typed, frozen snapshots of a job and of a queue.
+
+``Job.snapshot()`` and ``Queue.snapshot()`` build them from one read
+transaction each; the CLI, the magics and the widgets only render them, so
+mypy checks every face against these classes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nblaunch.options import priority_name
+from nblaunch.queue.rows import held_spans
+from nblaunch.queue.states import ACTIVE, FINAL, State
+from nblaunch.queue.views import JobView
+from nblaunch.runtime.contract import Cost, JobDir, job_cost
+
+__all__ = ["FILTERS", "LIVE", "JobError", "JobSnapshot", "Progress", "QueueSnapshot"]
+
+#: states in which a job may still change: waiting for a slot, or holding one
+LIVE = frozenset({State.QUEUED}) | ACTIVE
+
+#: the queue views' filters and the states each shows (None: every state)
+FILTERS: dict[str, frozenset[State] | None] = {
+    "all": None,
+    "active": LIVE,
+    "queued": frozenset({State.QUEUED}),
+    "running": ACTIVE,
+    "succeeded": frozenset({State.SUCCEEDED}),
+    "failed": frozenset({State.FAILED, State.LOST, State.PREEMPTED}),
+    "cancelled": frozenset({State.CANCELLED}),
+}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Newest step, the run's length when it reported one, fraction done and ETA."""
+
+    step: int | None = None
+    max_steps: int | None = None
+    fraction: float | None = None
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why the job (or its last attempt) did not succeed: papermill's fields."""
+
+    ename: str | None
+    evalue: str | None
+    cell_index: int | None
+
+    def __str__(self) -> str:
+        text = f"{self.ename or 'Error'}: {self.evalue or ''}".rstrip(": ")
+        return text if self.cell_index is None else f"{text} (cell {self.cell_index})"
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """One job as of ``taken_at``."""
+
+    id: str
+    name: str
+    queue: str
+    state: State
+    priority: int
+    gpus: int
+    attempt: int
+    retries: int
+    max_retries: int
+    preemptions: int
+    sweep_id: str | None
+    queue_position: int | None
+    submitted_at: float
+    started_at: float | None
+    finished_at: float | None
+    run_dir: Path | None
+    error: JobError | None
+    #: None when the job's queue is no longer configured (its price is unknown)
+    cost: Cost | None
+    taken_at: float
+    progress: Progress = field(default_factory=Progress)
+    latest: Mapping[str, float] = field(default_factory=dict)
+    estimate: Mapping[str, Any] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def priority_name(self) -> str:
+        return priority_name(self.priority)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL
+
+    @property
+    def output_notebook(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / "output.ipynb"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form ``nblaunch show --json`` and ``jobs --json`` print."""
+        error = self.error
+        return {
+            "id": self.id,
+            "name": self.name,
+            "queue": self.queue,
+            "state": self.state.value,
+            "priority": self.priority_name,
+            "gpus": self.gpus,
+            "attempt": self.attempt,
+            "run_dir": None if self.run_dir is None else str(self.run_dir),
+            "output_notebook": None if self.run_dir is None else str(self.output_notebook),
+            "error": None if error is None else error.__dict__,
+            "queue_position": self.queue_position,
+            "retries": self.retries,
+            "max_retries": self.max_retries,
+            "preemptions": self.preemptions,
+            "sweep_id": self.sweep_id,
+            "cost_usd": None if self.cost is None else self.cost.usd,
+            "gpu_hours": None if self.cost is None else self.cost.gpu_hours,
+            "submitted_at": self.submitted_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+    @classmethod
+    def of(
+        cls,
+        view: JobView,
+        price: float | None,
+        priced: bool,
+        now: float | None = None,
+        **extra: Any,
+    ) -> JobSnapshot:
+        """The snapshot of ``view``; ``priced`` is False when the queue (and so its
+        price) is unknown, and ``extra`` sets the fields that come from the bundle."""
+        now = time.time() if now is None else now
+        job = view.job
+        cost = None
+        if priced:
+            spans, running = held_spans(job, list(view.attempts), now)
+            cost = job_cost(spans, job.gpus, price, running=running)
+        err = job.error
+        return cls(
+            id=job.id,
+            name=job.name,
+            queue=job.queue,
+            state=job.state,
+            priority=job.priority,
+            gpus=job.gpus,
+            attempt=job.attempt,
+            retries=job.retries,
+            max_retries=job.max_retries,
+            preemptions=job.preemptions,
+            sweep_id=job.sweep_id,
+            queue_position=view.queue_position,
+            submitted_at=job.submitted_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            run_dir=JobDir(job.job_dir).attempt(job.attempt).path if job.attempt else None,
+            error=None
+            if not err
+            else JobError(err.get("ename"), err.get("evalue"), err.get("cell_index")),
+            cost=cost,
+            taken_at=now,
+            progress=_progress(view, now),
+            latest=dict(view.latest),
+            **extra,
+        )
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """One queue as of ``taken_at``: its counts per state and the jobs shown."""
+
+    name: str
+    runner: str
+    gpu_slots: int | None
+    gpus_used: int
+    counts: Mapping[str, int]
+    jobs: tuple[JobSnapshot, ...]
+    filter: str
+    taken_at: float
+
+    @property
+    def total(self) -> int:
+        """Jobs that pass the filter, shown or not."""
+        states = FILTERS.get(self.filter)
+        return sum(n for s, n in self.counts.items() if states is None or State(s) in states)
+
+
+def _progress(view: JobView, now: float) -> Progress:
+    job, step, max_steps = view.job, view.step, view.max_steps
+    fraction = min(1.0, step / max_steps) if step is not None and max_steps else None
+    if job.state is State.SUCCEEDED:
+        fraction = 1.0
+    eta = None
+    current = view.attempts[-1] if view.attempts else None
+    if fraction and 0 < fraction < 1 and current and current.running_at and not job.final:
+        first = view.first_step
+        if first is not None and step is not None and max_steps and step > first[0]:
+            rate = (step - first[0]) / max(1e-9, now - first[1])
+            eta = (max_steps - step) / rate
+    return Progress(step, max_steps, fraction, eta)
