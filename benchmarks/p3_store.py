@@ -12,6 +12,7 @@ from benchmarks.harness import report
 from nblaunch.jobs.spec import JobSpec
 from nblaunch.queue.states import State
 from nblaunch.queue.store import Store
+from nblaunch.runners import Slots
 
 JOBS = 1000
 
@@ -22,7 +23,7 @@ def nblaunch_store(folder: Path) -> float:
     start = time.perf_counter()
     for i in range(JOBS):
         store.insert_job(f"job{i:05d}", spec, folder / f"job{i:05d}")
-    while (claimed := store.claim("local", 0, 1 << 20, 1)) is not None:
+    while (claimed := store.claim("local", Slots((), 1 << 20), ["local"], 1)) is not None:
         job, _ = claimed
         store.transition(job.id, State.RUNNING, "started", attempt_state=State.RUNNING)
         store.transition(job.id, State.SUCCEEDED, "done", attempt_state=State.SUCCEEDED)

@@ -96,17 +96,19 @@ def _make_job(root: Path, history: int) -> Any:
     import nbformat
 
     from nblaunch import api
-    from nblaunch.home import jobs_dir
+    from nblaunch.home import jobs_dir, objects_dir
     from nblaunch.jobs.bundle import write_bundle
     from nblaunch.jobs.spec import JobSpec
     from nblaunch.queue.states import State
+    from nblaunch.runners import Slots
 
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell("pass"))
     spec = JobSpec.build(name="p5", notebook=str(root / "p5.ipynb"), submit_dir=str(root))
     store = api.store(root)
-    store.insert_job("p5job000", spec, write_bundle(jobs_dir(root) / "p5job000", spec, nb).parent)
-    store.claim("local", 0, 1, os.getpid())
+    bundle = write_bundle(jobs_dir(root) / "p5job000", spec, nb, [], objects_dir(root))
+    store.insert_job("p5job000", spec, bundle.parent)
+    store.claim("local", Slots((), 1), ["local"], os.getpid())
     store.transition(
         "p5job000",
         State.RUNNING,
@@ -154,7 +156,6 @@ def measure(
     import traitlets
 
     from nblaunch import api
-    from nblaunch.widgets import snapshot
     from nblaunch.widgets.card import JobCard
     from nblaunch.widgets.poller import Poller
 
@@ -177,7 +178,7 @@ def measure(
 
         # P5: the live-loss path of one poll
         def loss_update(_k: int) -> None:
-            rows, card._cursor = snapshot.metrics_since(job, card._cursor)
+            rows, card._cursor = job.metrics_since(card._cursor)
             for attempt, s, name, value, _t in rows:
                 card.chart.append(name, s, value, attempt)
             card.chart.flush()

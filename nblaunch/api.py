@@ -24,7 +24,7 @@ from nblaunch.jobs.workspace import WorkspaceFile, check_size, list_workspace
 from nblaunch.options import parse_priority
 from nblaunch.queue import views
 from nblaunch.queue.config import get_queue, load_queues, runner_for
-from nblaunch.queue.rows import EventRow
+from nblaunch.queue.rows import EventRow, JobRow
 from nblaunch.queue.states import State
 from nblaunch.queue.store import Store
 from nblaunch.runners.base import QueueOptions, Runner
@@ -171,6 +171,17 @@ class Job:
             params, estimate = dict(self.spec.params), self.spec.options.get("estimate")
         price = runner.options.price() if runner else None
         return JobSnapshot.of(view, price, runner is not None, params=params, estimate=estimate)
+
+    @property
+    def row(self) -> JobRow:
+        """The job's raw store row, for tools and tests; faces render ``snapshot()``."""
+        return self._store.job(self.id)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The latest attempt's folder; None before the first start."""
+        run = self.run()
+        return None if run is None else run.path
 
     @property
     def state(self) -> State:

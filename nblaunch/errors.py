@@ -4,6 +4,7 @@
 
     NBLaunchError                 anything a user can cause; message says what and how to fix
     ├── ConfigError               queues.toml is malformed or names an unknown key
+    │   └── RunnerUnavailableError    a queue's runner is a plug-in that failed to load
     ├── SpecError                 a job request is malformed (notebook, parameters, options)
     │   └── CapacityError         the job asks for more than its queue has
     ├── UnknownQueueError         no queue of that name
@@ -29,6 +30,10 @@ class NBLaunchError(Exception):
 
 class ConfigError(NBLaunchError):
     """The queues file is malformed or names an unknown key."""
+
+
+class RunnerUnavailableError(ConfigError):
+    """A queue's runner is an installed plug-in that failed to load."""
 
 
 class SpecError(NBLaunchError):

@@ -21,7 +21,7 @@ from nblaunch.agent import lockfile
 from nblaunch.errors import NBLaunchError, TransitionError
 from nblaunch.home import queues_file, store_path
 from nblaunch.queue import policy
-from nblaunch.queue.config import load_queues, runner_for
+from nblaunch.queue.config import load_queues, runner_for, unavailable_queues
 from nblaunch.queue.rows import AttemptRow, JobRow, held_spans
 from nblaunch.queue.states import State
 from nblaunch.queue.store import Store
@@ -55,6 +55,8 @@ class Agent:
         path = queues_file(self.root)
         self._config_stamp = path.stat().st_mtime if path.exists() else None
         configs = load_queues(self.root)
+        for name, reason in unavailable_queues(self.root).items():
+            log.error("queue %s is not served: %s", name, reason)
         if self.queue_names:
             unknown = [q for q in self.queue_names if q not in configs]
             if unknown:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nblaunch.errors import ConfigError, UnknownQueueError
+from nblaunch.errors import ConfigError, RunnerUnavailableError, UnknownQueueError
 from nblaunch.home import queues_file
 from nblaunch.runners.base import QueueOptions, Runner
 from nblaunch.runners.registry import runner_class
@@ -25,14 +25,29 @@ else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
 
-_parsed: dict[Path, tuple[tuple[int, int] | None, dict[str, QueueOptions]]] = {}
+Queues = dict[str, QueueOptions]
+#: queue name -> why it cannot be used (its runner is a plug-in that failed to load)
+Unavailable = dict[str, str]
+
+_parsed: dict[Path, tuple[tuple[int, int] | None, Queues, Unavailable]] = {}
 
 
-def load_queues(root: Path) -> dict[str, QueueOptions]:
-    """Every configured queue, plus ``local`` when the file does not define it.
+def load_queues(root: Path) -> Queues:
+    """Every usable queue, plus ``local`` when the file does not define it.
 
-    The parsed file is kept until it changes: faces refresh many times a second.
+    A queue whose runner is a broken plug-in is left out (``get_queue`` says
+    why), so it never stops the others. The parsed file is kept until it
+    changes: faces refresh many times a second.
     """
+    return dict(_load(root)[0])
+
+
+def unavailable_queues(root: Path) -> Unavailable:
+    """Configured queues that cannot be used now, and why."""
+    return dict(_load(root)[1])
+
+
+def _load(root: Path) -> tuple[Queues, Unavailable]:
     path = queues_file(root)
     try:
         stat = path.stat()
@@ -41,13 +56,13 @@ def load_queues(root: Path) -> dict[str, QueueOptions]:
         stamp = None
     cached = _parsed.get(path)
     if cached is not None and cached[0] == stamp:
-        return dict(cached[1])
-    queues = _read_queues(path)
-    _parsed[path] = (stamp, queues)
-    return dict(queues)
+        return cached[1], cached[2]
+    queues, unavailable = _read_queues(path)
+    _parsed[path] = (stamp, queues, unavailable)
+    return queues, unavailable
 
 
-def _read_queues(path: Path) -> dict[str, QueueOptions]:
+def _read_queues(path: Path) -> tuple[Queues, Unavailable]:
     tables: dict[str, Any] = {}
     if path.exists():
         try:
@@ -65,14 +80,22 @@ def _read_queues(path: Path) -> dict[str, QueueOptions]:
         tables = raw.get("queues", {})
         if not isinstance(tables, dict):
             raise ConfigError(f"{path}: 'queues' must be a table of [queues.NAME] tables")
-    queues = {name: _parse_queue(path, name, table) for name, table in tables.items()}
-    if "local" not in queues:  # the one queue that needs no configuration
+    queues: Queues = {}
+    unavailable: Unavailable = {}
+    for name, table in tables.items():
+        try:
+            queues[name] = _parse_queue(path, name, table)
+        except RunnerUnavailableError as exc:
+            unavailable[name] = str(exc)
+    if "local" not in queues and "local" not in unavailable:  # needs no configuration
         queues["local"] = runner_class("local").Options(name="local")
-    return queues
+    return queues, unavailable
 
 
 def get_queue(root: Path, name: str) -> QueueOptions:
-    queues = load_queues(root)
+    queues, unavailable = _load(root)
+    if name in unavailable:
+        raise ConfigError(f"queue {name!r} cannot be used: {unavailable[name]}")
     if name not in queues:
         raise UnknownQueueError(
             f"unknown queue {name!r}; known queues: {', '.join(sorted(queues))} "
@@ -94,6 +117,8 @@ def _parse_queue(path: Path, name: str, table: Any) -> QueueOptions:
         raise ConfigError(f'{path}: [queues.{name}] runner must be a name, e.g. runner = "local"')
     try:
         cls = runner_class(runner).Options
+    except RunnerUnavailableError:
+        raise
     except ConfigError as exc:
         raise ConfigError(f"{path}: [queues.{name}] {exc}") from None
     try:

@@ -12,7 +12,7 @@ import logging
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from nblaunch.errors import ConfigError
+from nblaunch.errors import ConfigError, RunnerUnavailableError
 from nblaunch.runners.base import Runner
 from nblaunch.runners.local import LocalRunner
 
@@ -54,7 +54,9 @@ def runner_class(name: str) -> type[Runner]:
     if name in found:
         return found[name]
     if name in broken:
-        raise ConfigError(f"runner {name!r} is unavailable: {broken[name]}; fix or reinstall it")
+        raise RunnerUnavailableError(
+            f"runner {name!r} is unavailable: {broken[name]}; fix or reinstall the plug-in"
+        )
     raise ConfigError(
         f"runner {name!r} is unknown; valid runners: {', '.join(sorted(found))} "
         f"(a plug-in registers in the {GROUP!r} entry-point group)"

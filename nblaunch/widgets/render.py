@@ -507,10 +507,9 @@ def queue_table_html(queue: QueueSnapshot) -> str:
 
 
 def queue_text(queue: QueueSnapshot) -> str:
-    head = f"queue {queue.name} ({queue.runner}"
-    head += f", {queue.gpu_slots} GPU(s))" if queue.gpu_slots is not None else ")"
+    head = f"queue {queue.name} ({queue.runner})"
     if queue.gpu_slots:
-        head += f", {queue.gpus_used} in use"
+        head += f", GPUs {queue.gpus_used}/{queue.gpu_slots} in use"
     return head + "\n" + jobs_table(queue.jobs, queue.taken_at)
 
 

@@ -11,13 +11,16 @@ import pytest
 
 from nblaunch.api import store
 from nblaunch.jobs.calibration import calibrate
-from nblaunch.jobs.cost import actual_cost
 from nblaunch.jobs.estimate import estimate
 from nblaunch.jobs.hardware import PROBE_FILE, _probe_key
 from nblaunch.jobs.spec import JobSpec
 from nblaunch.queue.config import get_queue
 from nblaunch.queue.states import State
+from nblaunch.queue import views
 from nblaunch.queue.store import JobRow, Store
+from nblaunch.runners import QueueOptions, Slots
+from nblaunch.runtime.contract import Cost
+from nblaunch.snapshots import JobSnapshot
 from tests.conftest import write_queues
 
 PEAK_TFLOPS = 0.1
@@ -41,8 +44,16 @@ def _job(db: Store, tmp: Path, job_id: str, queue: str = "local", gpus: int = 0)
     return db.insert_job(job_id, spec, tmp / job_id)
 
 
+def actual_cost(db: Store, job: JobRow, queue: QueueOptions, now: float | None = None) -> Cost:
+    """The cost every face shows: the job's snapshot's."""
+    cost = JobSnapshot.of(views.job_view(db, job.id), queue.price(), True, now).cost
+    assert cost is not None
+    return cost
+
+
 def _run(db: Store, job_id: str, queue: str, gpus: int, running_at: float) -> None:
-    claimed = db.claim(queue, gpu_slots=gpus, cpu_slots=1, agent_pid=os.getpid())
+    slots = Slots(tuple(str(i) for i in range(gpus)), 1)
+    claimed = db.claim(queue, slots, [queue], os.getpid())
     assert claimed is not None and claimed[0].id == job_id
     db.transition(
         job_id,
@@ -145,13 +156,7 @@ def test_actual_cost_sums_attempts_and_counts_a_running_one_live(
     db = store()
     config = get_queue(nbl_home, "gpu")
     job = _job(db, tmp_path, "j", queue="gpu", gpus=2)
-    assert actual_cost(db, job, config) == {
-        "cost_usd": 0.0,
-        "gpu_hours": 0.0,
-        "wall_hours": 0.0,
-        "price_per_gpu_hour": 2.5,
-        "running": False,
-    }
+    assert actual_cost(db, job, config) == Cost(0.0, 0.0, 2.5, running=False)
     t0 = 1_000_000.0
     _run(db, "j", "gpu", 2, t0)  # attempt 1: preempted after an hour
     db.transition(
@@ -164,11 +169,11 @@ def test_actual_cost_sums_attempts_and_counts_a_running_one_live(
     _run(db, "j", "gpu", 2, t0 + 4000)  # attempt 2: running for half an hour so far
     live = actual_cost(db, db.job("j"), config, now=t0 + 4000 + 1800)
     # (1 h + 0.5 h) × 2 GPUs = 3 GPU-hours × $2.50
-    assert live["gpu_hours"] == pytest.approx(3.0)
-    assert live["cost_usd"] == pytest.approx(7.5)
-    assert live["running"] is True
+    assert live.gpu_hours == pytest.approx(3.0)
+    assert live.usd == pytest.approx(7.5)
+    assert live.running is True
     later = actual_cost(db, db.job("j"), config, now=t0 + 4000 + 3600)
-    assert later["gpu_hours"] == pytest.approx(4.0)
+    assert later.gpu_hours == pytest.approx(4.0)
     db.transition(
         "j",
         State.SUCCEEDED,
@@ -177,8 +182,8 @@ def test_actual_cost_sums_attempts_and_counts_a_running_one_live(
         attempt_fields={"finished_at": t0 + 4000 + 3600},
     )
     done = actual_cost(db, db.job("j"), config)
-    assert done["gpu_hours"] == pytest.approx(4.0) and done["running"] is False
-    assert done["wall_hours"] == pytest.approx(2.0)
+    assert done.gpu_hours == pytest.approx(4.0) and done.running is False
+    assert done.wall_hours == pytest.approx(2.0)
 
 
 def test_actual_cost_without_price_or_gpus(cpu_home: Path, tmp_path: Path) -> None:
@@ -186,5 +191,5 @@ def test_actual_cost_without_price_or_gpus(cpu_home: Path, tmp_path: Path) -> No
     db = store()
     _finished_job(db, tmp_path, "cpu", 100.0, {})
     cost = actual_cost(db, db.job("cpu"), get_queue(cpu_home, "local"))
-    assert cost["cost_usd"] is None and cost["gpu_hours"] == 0.0
-    assert cost["wall_hours"] == pytest.approx(100 / 3600)
+    assert cost.usd is None and cost.gpu_hours == 0.0
+    assert cost.wall_hours == pytest.approx(100 / 3600)

@@ -46,7 +46,7 @@ def test_wandb_log_and_nblaunch_log_reach_the_store_while_running(
     assert [r["value"] for r in losses] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
     assert [r["step"] for r in losses] == [0, 1, 2, 3, 4]
     assert custom[0]["step"] == 7 and custom[0]["value"] == 42.0
-    assert job.progress()["max_steps"] == 10
+    assert job.snapshot().progress.max_steps == 10
     assert not job.metrics("note")
     shown = run_cli("metrics", job.id, "--json")
     assert shown.returncode == 0

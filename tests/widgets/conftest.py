@@ -13,11 +13,12 @@ import nbformat
 import pytest
 
 from nblaunch import api
-from nblaunch.home import jobs_dir
+from nblaunch.home import jobs_dir, objects_dir
 from nblaunch.jobs.bundle import write_bundle
 from nblaunch.jobs.spec import JobSpec
 from nblaunch.queue.states import State
 from nblaunch.queue.store import Store
+from nblaunch.runners import Slots
 from nblaunch.widgets.poller import poller
 
 
@@ -63,21 +64,22 @@ def add_job(
     )
     job_id = secrets.token_hex(4)
     job_dir = jobs_dir(root) / job_id
-    write_bundle(job_dir, spec, nb)
+    write_bundle(job_dir, spec, nb, [], objects_dir(root))
     api.store(root).insert_job(job_id, spec, job_dir)
     return api.Job(job_id, root=root)
 
 
-def start(store: Store, job: api.Job, gpu_slots: int = 8) -> None:
-    """Claim the job and mark it running, as the agent does."""
-    claimed = store.claim(job.row.queue, gpu_slots, 64, os.getpid())
+def start(store: Store, job: api.Job, gpu_slots: int = 8, running_for: float = 0.0) -> None:
+    """Claim the job and mark it running (``running_for`` seconds ago), as the agent does."""
+    slots = Slots(tuple(str(i) for i in range(gpu_slots)), 64)
+    claimed = store.claim(job.row.queue, slots, [job.row.queue], os.getpid())
     assert claimed is not None and claimed[0].id == job.id
     store.transition(
         job.id,
         State.RUNNING,
         "test",
         attempt_state=State.RUNNING,
-        attempt_fields={"running_at": time.time()},
+        attempt_fields={"running_at": time.time() - running_for},
     )
 
 

@@ -127,10 +127,10 @@ def test_logs_and_output_buttons(nbl_home: Path, store: Store) -> None:
 def test_cost_so_far_uses_the_queue_price(nbl_home: Path, store: Store) -> None:
     (nbl_home / "queues.toml").write_text("[queues.local]\ngpus = 2\nprice_per_gpu_hour = 3600.0\n")
     job = add_job(nbl_home, gpus=1, options={"estimate": {"cost_usd": 99.0, "hours": 2.0}})
-    start(store, job)
+    start(store, job, running_for=60)  # 60 s × 1 GPU × $1 per GPU-second
     card = JobCard(job, live=False)
     assert (
-        'class="nbl-cost">$' in card.details.value
+        'class="nbl-cost">$60.0' in card.details.value
         and "estimate $99.00 / 2h 00m" in card.details.value
     )
 

@@ -2,44 +2,49 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from nblaunch.queue.states import State
+from nblaunch.runtime.contract import Cost
+from nblaunch.snapshots import JobError, JobSnapshot, Progress, QueueSnapshot
 from nblaunch.widgets import render
 
 NOW = 1_800_000_000.0
 
 
-def snap(**over: Any) -> dict[str, Any]:
+def snap(**over: Any) -> JobSnapshot:
     base: dict[str, Any] = {
         "id": "ab12cd34",
         "name": "gpt2-finetune",
         "queue": "a100",
-        "state": "running",
-        "priority": "high",
+        "state": State.RUNNING,
+        "priority": 10,
         "gpus": 4,
         "attempt": 2,
         "max_retries": 3,
         "retries": 1,
         "preemptions": 1,
+        "sweep_id": None,
         "queue_position": None,
         "submitted_at": NOW - 900,
         "started_at": NOW - 600,
         "finished_at": None,
         "error": None,
-        "output_notebook": "/h/jobs/ab12cd34/attempts/2/output.ipynb",
-        "progress": {"step": 250, "max_steps": 1000, "fraction": 0.25, "eta_s": 1800.0},
+        "run_dir": Path("/h/jobs/ab12cd34/attempts/2"),
+        "progress": Progress(step=250, max_steps=1000, fraction=0.25, eta_s=1800.0),
         "latest": {
             "loss": 1.23456,
             "eval_loss": 1.5,
             "gpu/utilization": 87.0,
             "gpu/memory_used_gb": 21.34,
         },
-        "cost": {"cost_usd": 4.2, "gpu_hours": 1.4},
+        "cost": Cost(gpu_hours=1.4, wall_hours=0.35, price_per_gpu_hour=3.0, running=True),
         "estimate": None,
-        "now": NOW,
+        "taken_at": NOW,
     }
     base.update(over)
-    return base
+    return JobSnapshot(**base)
 
 
 def test_formatting() -> None:
@@ -82,11 +87,11 @@ def test_running_card_shows_attempt_timing_losses_gpu_and_cost() -> None:
 
 def test_queued_card_shows_place_in_queue_and_no_timing() -> None:
     s = snap(
-        state="queued",
+        state=State.QUEUED,
         attempt=0,
         queue_position=3,
         started_at=None,
-        progress={},
+        progress=Progress(),
         cost=None,
         latest={},
     )
@@ -97,9 +102,9 @@ def test_queued_card_shows_place_in_queue_and_no_timing() -> None:
 
 def test_failed_card_shows_the_error_and_the_estimate() -> None:
     s = snap(
-        state="failed",
+        state=State.FAILED,
         finished_at=NOW - 60,
-        error={"ename": "ValueError", "evalue": "bad <lr>", "cell_index": 3},
+        error=JobError("ValueError", "bad <lr>", 3),
         estimate={"cost_usd": 12.0, "hours": 3.0},
     )
     html = render.job_details_html(s)
@@ -130,48 +135,56 @@ def test_job_text_lines() -> None:
 
 
 def test_queue_table_and_text() -> None:
-    queue = {
-        "name": "local",
-        "runner": "local",
-        "gpu_slots": 4,
-        "gpus_used": 3,
-        "counts": {"running": 1, "queued": 1},
-        "shown": 2,
-        "total": 2,
-        "now": NOW,
-    }
-    rows = [
-        {
-            "id": "j1",
-            "name": "a",
-            "state": "running",
-            "priority": "normal",
-            "gpus": 3,
-            "queue_position": None,
-            "started_at": NOW - 75,
-            "finished_at": None,
-            "cost": {"cost_usd": 1.5},
-        },
-        {
-            "id": "j2",
-            "name": "b",
-            "state": "queued",
-            "priority": "high",
-            "gpus": 2,
-            "queue_position": 1,
-            "started_at": None,
-            "finished_at": None,
-            "cost": None,
-        },
-    ]
-    html = render.queue_table_html(queue, rows, NOW)
+    rows = (
+        snap(
+            id="j1",
+            name="a",
+            priority=0,
+            gpus=3,
+            started_at=NOW - 75,
+            cost=Cost(gpu_hours=0.5, wall_hours=0.02, price_per_gpu_hour=3.0),
+        ),
+        snap(
+            id="j2",
+            name="b",
+            state=State.QUEUED,
+            gpus=2,
+            attempt=0,
+            queue_position=1,
+            started_at=None,
+            cost=None,
+        ),
+    )
+    queue = QueueSnapshot(
+        name="local",
+        runner="local",
+        gpu_slots=4,
+        gpus_used=3,
+        counts={"running": 1, "queued": 1},
+        jobs=rows,
+        filter="all",
+        taken_at=NOW,
+    )
+    html = render.queue_table_html(queue)
     assert "GPUs <b>3/4</b> in use" in html and "1 running · 1 queued" in html
     assert html.count('class="nbl-queue-row"') == 2 and 'data-job="j2"' in html
     assert "1m 15s" in html and "$1.50" in html and "#1" in html
-    text = render.queue_text(queue, rows, NOW)
+    text = render.queue_text(queue)
     assert text.splitlines()[0] == "queue local (local), GPUs 3/4 in use"
-    assert "j2" in text and "#1" in text and "$1.50" in text
-    assert "no queued jobs" in render.queue_table_html({**queue, "filter": "queued"}, [])
+    assert "j2" in text and "#1" in text
+    empty = QueueSnapshot("local", "local", 4, 0, {}, (), "queued", NOW)
+    assert "no queued jobs" in render.queue_table_html(empty)
+
+
+def test_jobs_table_is_one_table_for_every_face() -> None:
+    table = render.jobs_table([snap(), snap(id="j2", state=State.QUEUED, queue_position=2)], NOW)
+    lines = table.splitlines()
+    assert lines[0].split() == [
+        "id", "name", "queue", "state", "priority", "gpus", "attempt", "place", "submitted"
+    ]  # fmt: skip
+    assert lines[1].split()[:4] == ["ab12cd34", "gpt2-finetune", "a100", "running"]
+    assert "#2" in lines[2] and lines[2].endswith("15m ago")
+    assert render.jobs_table([]) == "no jobs"
 
 
 def test_estimate_html_on_demand_spot_and_verdict() -> None:

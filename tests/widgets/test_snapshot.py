@@ -1,36 +1,22 @@
-"""What the widgets read: a queue tick loads only the jobs it shows; sweeps span queues."""
+"""What the faces read: one transaction per snapshot; a queue view loads only what it shows."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from nblaunch import api
 from nblaunch.queue.states import State
 from nblaunch.queue.store import Store
-from nblaunch.widgets import render, snapshot
+from nblaunch.widgets import render
 
-from .conftest import add_job, finish, start
-
-
-@pytest.fixture
-def loaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Ids of the jobs whose ``to_dict`` ran (the per-job cost of a tick)."""
-    calls: list[str] = []
-    to_dict = api.Job.to_dict
-
-    def counting(job: api.Job) -> dict[str, Any]:
-        calls.append(job.id)
-        return to_dict(job)
-
-    monkeypatch.setattr(api.Job, "to_dict", counting)
-    return calls
+from .conftest import add_job, finish, log_metrics, start
 
 
-def test_queue_tick_counts_in_the_store_and_loads_only_what_it_shows(
-    nbl_home: Path, store: Store, loaded: list[str]
+def test_queue_snapshot_counts_in_the_store_and_loads_only_what_it_shows(
+    nbl_home: Path, store: Store
 ) -> None:
     jobs = [add_job(nbl_home, f"j{i}") for i in range(12)]
     ends = (State.SUCCEEDED, State.FAILED, State.LOST)
@@ -38,29 +24,50 @@ def test_queue_tick_counts_in_the_store_and_loads_only_what_it_shows(
         start(store, job)
         finish(store, job, ends[i % 3])
     start(store, jobs[9])
-    queue = client.Queue("local", root=nbl_home)
+    queue = api.Queue("local", root=nbl_home)
     ids = [j.id for j in jobs]
 
-    summary, rows = snapshot.queue_snapshot(queue, "all", limit=4)
-    assert [r["id"] for r in rows] == ids[:7:-1]  # newest first
-    assert summary["counts"] == {"running": 1, "queued": 2, "succeeded": 3, "failed": 3, "lost": 3}
-    assert (summary["shown"], summary["total"]) == (4, 12) and sorted(loaded) == sorted(ids[8:])
-    assert "(newest 4 of 12 shown)" in render.queue_header_html(summary)
+    snap = queue.snapshot("all", limit=4)
+    assert [r.id for r in snap.jobs] == ids[:7:-1]  # newest first
+    assert snap.counts == {"running": 1, "queued": 2, "succeeded": 3, "failed": 3, "lost": 3}
+    assert (len(snap.jobs), snap.total) == (4, 12)
+    assert "(newest 4 of 12 shown)" in render.queue_header_html(snap)
 
-    loaded.clear()
-    cache: dict[str, dict[str, Any]] = {}
-    summary, rows = snapshot.queue_snapshot(queue, "failed", limit=4, final_rows=cache)
-    assert [r["id"] for r in rows] == [ids[8], ids[7], ids[5], ids[4]]  # failed and lost, merged
-    assert summary["total"] == 6 and len(loaded) == 4 and set(cache) == {r["id"] for r in rows}
-    loaded.clear()
-    again = snapshot.queue_snapshot(queue, "failed", limit=4, final_rows=cache)[1]
-    assert again == rows and loaded == []  # ended jobs change no more
+    snap = queue.snapshot("failed", limit=4)
+    assert [r.id for r in snap.jobs] == [ids[8], ids[7], ids[5], ids[4]]  # failed and lost
+    assert snap.total == 6
+    snap = queue.snapshot("active", limit=2)
+    assert [r.id for r in snap.jobs] == [ids[11], ids[10]] and snap.total == 3
+    snap = queue.snapshot("running", limit=4)
+    assert [r.state for r in snap.jobs] == [State.RUNNING] and snap.total == 1
+    with pytest.raises(ValueError, match="unknown filter"):
+        queue.snapshot("stuck")
 
-    summary, rows = snapshot.queue_snapshot(queue, "active", limit=2, final_rows=cache)
-    assert [r["id"] for r in rows] == [ids[11], ids[10]] and summary["total"] == 3
-    assert cache == {}  # only what is shown stays cached
-    summary, rows = snapshot.queue_snapshot(queue, "running", limit=4)
-    assert [r["state"] for r in rows] == ["running"] and summary["total"] == 1
+
+def test_a_job_snapshot_is_one_read_transaction(
+    nbl_home: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = add_job(nbl_home, "one-moment")
+    start(store, job)
+    log_metrics(store, job, "max_steps", [10])
+    log_metrics(store, job, "loss", [2.0, 1.5, 1.2])
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        snap = job.snapshot()
+    finally:
+        store._db.set_trace_callback(None)
+    begins = [s for s in statements if s.strip().upper().startswith("BEGIN")]
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(begins) == 1 and len(selects) >= 4, statements
+    first_select = statements.index(selects[0])
+    last_select = statements.index(selects[-1])
+    assert statements.index(begins[0]) < first_select
+    assert "COMMIT" in statements[last_select + 1 :]
+    assert snap.progress.step == 2 and snap.progress.max_steps == 10
+    assert snap.latest == {"max_steps": 10.0, "loss": 1.2}
+    assert snap.to_dict()["state"] == "running"
+    assert isinstance(store._db, sqlite3.Connection)
 
 
 def test_sweep_jobs_span_queues_oldest_first(nbl_home: Path) -> None:
@@ -69,19 +76,15 @@ def test_sweep_jobs_span_queues_oldest_first(nbl_home: Path) -> None:
     add_job(nbl_home, "other", sweep_id="t")
     second = add_job(nbl_home, "b", sweep_id="s")
     third = add_job(nbl_home, "c", sweep_id="s", queue="gone")  # its queue was removed since
-    found = snapshot.sweep_jobs("s", nbl_home)
+    found = api.sweep_jobs("s", nbl_home)
     assert [j.id for j in found] == [first.id, second.id, third.id]
-    assert [j.id for j in snapshot.sweep_jobs("s", nbl_home, known={first.id})] == [
-        second.id,
-        third.id,
-    ]
 
 
 def test_job_on_a_vanished_queue_still_snapshots(nbl_home: Path, store: Store) -> None:
     job = add_job(nbl_home, "orphan", queue="gone")
     start(store, job)
-    snap = snapshot.job_snapshot(job)
-    assert snap["cost"] == {"cost_usd": None, "gpu_hours": None}
+    snap = job.snapshot()
+    assert snap.cost is None and snap.to_dict()["cost_usd"] is None
     assert render.job_text(snap).startswith(f"job {job.id} (orphan) running")
-    rows, cursor = snapshot.metrics_since(job, 0)
+    rows, cursor = job.metrics_since(0)
     assert rows == [] and cursor >= 0
