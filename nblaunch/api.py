@@ -344,12 +344,6 @@ class Queue:
             taken_at=now,
         )
 
-    def widget(self, **kwargs: Any) -> Any:
-        """The live queue table (``nblaunch.widgets.QueueStatus``)."""
-        from nblaunch.widgets import queue_status
-
-        return queue_status(self, **kwargs)
-
     @staticmethod
     def all(root: Path | None = None) -> list[Queue]:
         root = root or home()

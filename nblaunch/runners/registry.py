@@ -40,7 +40,7 @@ def _registry() -> tuple[dict[str, type[Runner]], dict[str, str]]:
             continue
         found[ep.name] = cls
     for name, reason in broken.items():
-        log.error("runner %r skipped: %s", name, reason)
+        log.info("runner %r skipped: %s", name, reason)
     return found, broken
 
 

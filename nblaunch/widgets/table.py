@@ -1,6 +1,6 @@
 """QueueStatus: a queue's jobs as a live table, with GPU slot usage and per-row cancel.
 
-``%launch_queue [Q]`` and ``nblaunch.Queue(name).widget()`` show it. Rows are
+``%launch_queue [Q]`` and ``nblaunch.widgets.queue_status(name)`` show it. Rows are
 reused between refreshes (only their HTML changes), a state filter narrows
 the table, and each row's cancel button asks once more before it cancels.
 """

@@ -14,9 +14,9 @@ from nblaunch.jobs.calibration import calibrate
 from nblaunch.jobs.estimate import estimate
 from nblaunch.jobs.hardware import PROBE_FILE, _probe_key
 from nblaunch.jobs.spec import JobSpec
+from nblaunch.queue import views
 from nblaunch.queue.config import get_queue
 from nblaunch.queue.states import State
-from nblaunch.queue import views
 from nblaunch.queue.store import JobRow, Store
 from nblaunch.runners import QueueOptions, Slots
 from nblaunch.runtime.contract import Cost

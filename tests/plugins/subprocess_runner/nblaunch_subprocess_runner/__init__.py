@@ -6,6 +6,7 @@ It uses only nblaunch's public runner interface: its options, ``submit``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,7 +60,5 @@ class SubprocessRunner(Runner):
         return AttemptEnd(result.outcome, result.error)
 
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(handle["pid"], signal.SIGTERM)
-        except ProcessLookupError:
-            pass
