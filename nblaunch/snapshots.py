@@ -17,7 +17,7 @@ from nblaunch.options import priority_name
 from nblaunch.queue.rows import held_spans
 from nblaunch.queue.states import ACTIVE, FINAL, State
 from nblaunch.queue.views import JobView
-from nblaunch.runtime.contract import Cost, JobDir, job_cost
+from nblaunch.runtime.contract import Cost, JobDir, RunDir, job_cost
 
 __all__ = ["FILTERS", "LIVE", "JobError", "JobSnapshot", "Progress", "QueueSnapshot"]
 
@@ -98,7 +98,7 @@ class JobSnapshot:
 
     @property
     def output_notebook(self) -> Path | None:
-        return None if self.run_dir is None else self.run_dir / "output.ipynb"
+        return None if self.run_dir is None else RunDir(self.run_dir).output
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form ``nblaunch show --json`` and ``jobs --json`` print."""

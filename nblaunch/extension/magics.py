@@ -259,9 +259,9 @@ class LaunchMagics(Magics):
             if options.get("json"):
                 print(json.dumps(result.to_dict(), indent=2))
                 return None
-            widget = display.widgets_api("estimate_widget")
+            widget = display.widgets_api("estimate_widget_from_options")
             if widget is not None and display.widget_frontend():
-                return widget(**_estimate_kwargs(options, self.ip.user_ns))
+                return widget(options, self.ip.user_ns)
             print(format_estimate(result))
             return None
 
@@ -290,39 +290,6 @@ def _split(line: str) -> list[str]:
         raise SpecError(
             f"%launch_estimate: cannot split the line ({exc}); check its quotes"
         ) from None
-
-
-def _estimate_kwargs(options: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
-    """The estimate widget's inputs from parsed ``nblaunch estimate`` options."""
-
-    def resolve(value: Any) -> Any:
-        if isinstance(value, str) and value.isidentifier() and value in namespace:
-            return namespace[value]
-        return value
-
-    return {
-        "params": resolve(options["params"]),
-        "tokens": resolve(options["tokens"]),
-        "gpu": options["gpu"],
-        "gpus": options["gpus"],
-        "nodes": options["nodes"],
-        "strategy": options["strategy"],
-        "zero": options["zero"],
-        "offload": options["offload"],
-        "queue": options["queue"],
-        "spot": options["spot"],
-        "price_per_gpu_hour": options["price"],
-        "spot_price_per_gpu_hour": options["spot_price"],
-        "epochs": options["epochs"],
-        "batch_size": options["batch_size"],
-        "seq_len": options["seq_len"],
-        "layers": options["layers"],
-        "hidden": options["hidden"],
-        "preemptions_per_hour": options["preemptions_per_hour"],
-        "restart_s": options["restart_minutes"] * 60,
-        "checkpoint_interval_s": options["checkpoint_minutes"] * 60,
-        "mfu": options["mfu"],
-    }
 
 
 def register(ipython: InteractiveShell) -> None:

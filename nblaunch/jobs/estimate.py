@@ -24,6 +24,7 @@ from nblaunch.jobs.calibration import Calibration, calibrate
 from nblaunch.jobs.gpus import DEFAULT_MFU
 from nblaunch.jobs.hardware import Device, resolve_device
 from nblaunch.jobs.sizes import count_tokens, model_size
+from nblaunch.options import Strategy
 from nblaunch.queue.config import get_queue
 from nblaunch.queue.store import Store
 from nblaunch.runners.base import QueueOptions
@@ -93,7 +94,7 @@ class _Options(BaseModel):
 
     gpus: int = Field(ge=0)
     nodes: int = Field(ge=1)
-    strategy: Literal["none", "ddp", "fsdp", "deepspeed"]
+    strategy: Strategy
     zero: Literal[0, 1, 2, 3] | None
     offload: bool
     batch_size: int | None = Field(ge=1)

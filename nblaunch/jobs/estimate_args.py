@@ -25,6 +25,7 @@ from nblaunch.jobs.estimate import (
     estimate,
 )
 from nblaunch.jobs.gpus import CATALOG
+from nblaunch.options import STRATEGIES, ZERO_STAGES
 
 __all__ = ["estimate_from_options", "estimate_parser", "format_estimate", "parse_estimate_args"]
 
@@ -58,10 +59,10 @@ def estimate_parser(prog: str = "nblaunch estimate") -> argparse.ArgumentParser:
     p.add_argument(
         "--strategy",
         default="ddp",
-        choices=["none", "ddp", "fsdp", "deepspeed"],
+        choices=STRATEGIES,
         help="how model state is divided (default ddp; fsdp shards like ZeRO-3)",
     )
-    p.add_argument("--zero", type=int, choices=[0, 1, 2, 3], metavar="K", help="ZeRO stage 0-3")
+    p.add_argument("--zero", type=int, choices=ZERO_STAGES, metavar="K", help="ZeRO stage 0-3")
     p.add_argument("--offload", action="store_true", help="optimizer state offloaded to CPU")
     p.add_argument(
         "--queue",
@@ -148,7 +149,15 @@ def _keep_negative_counts(argv: Sequence[str]) -> list[str]:
 def estimate_from_options(
     options: Mapping[str, Any], namespace: Mapping[str, Any] | None = None
 ) -> Estimate:
-    """Run :func:`estimate` on parsed option values.
+    """Run :func:`estimate` on parsed option values (see :func:`estimate_kwargs`)."""
+    return estimate(**estimate_kwargs(options, namespace))
+
+
+def estimate_kwargs(
+    options: Mapping[str, Any], namespace: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """:func:`estimate`'s arguments from parsed option values; the one place flags map
+    to arguments (the CLI, ``%launch_estimate`` and its widget all use it).
 
     Parameters
     ----------
@@ -168,7 +177,7 @@ def estimate_from_options(
             params = namespace[params]
         if isinstance(tokens, str) and tokens.isidentifier() and tokens in namespace:
             tokens = namespace[tokens]
-    return estimate(
+    return dict(
         params=params,
         tokens=tokens,
         gpu=values["gpu"],

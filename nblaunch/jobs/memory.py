@@ -29,10 +29,9 @@ from dataclasses import dataclass
 
 from nblaunch.errors import SpecError
 from nblaunch.jobs.gpus import CATALOG
+from nblaunch.options import STRATEGIES
 
-__all__ = ["MemoryFit", "STRATEGIES", "fit", "model_state_bytes", "sharding_stage"]
-
-STRATEGIES = ("none", "ddp", "fsdp", "deepspeed")
+__all__ = ["MemoryFit", "fit", "model_state_bytes", "sharding_stage"]
 _GPU_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from nblaunch.errors import MissingDependencyError, SpecError
 from nblaunch.runtime import kernel
-from nblaunch.runtime.contract import Env
+from nblaunch.runtime.contract import MAX_STEPS_METRIC, Env
 from nblaunch.runtime.metrics import log
 
 try:
@@ -59,7 +59,7 @@ class NBLaunchCallback(TrainerCallback):  # type: ignore[misc]
         self._warm_step = self._first_step + max(1, (state.max_steps - self._first_step) // 10)
         self._warm_mark = None
         if state.is_world_process_zero:
-            numbers: dict[str, Any] = {"max_steps": state.max_steps}
+            numbers: dict[str, Any] = {MAX_STEPS_METRIC: state.max_steps}
             if model is not None and hasattr(model, "num_parameters"):
                 numbers["perf/model_params"] = model.num_parameters()
                 self._non_embedding_params = model.num_parameters(exclude_embeddings=True)

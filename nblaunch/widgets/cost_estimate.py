@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 
 import ipywidgets as w
 
+from nblaunch.options import STRATEGIES
 from nblaunch.widgets import render
 from nblaunch.widgets.fallback import StaticFallback
 
 __all__ = ["CostEstimate"]
 
 _DEFAULT = "(queue default)"
-_STRATEGIES = ("ddp", "fsdp", "deepspeed", "none")
 _W = TypeVar("_W", bound=w.DOMWidget)
 
 
@@ -116,7 +116,7 @@ class CostEstimate(StaticFallback, w.VBox):
         )
         self.strategy = control(
             w.Dropdown,
-            options=list(_STRATEGIES),
+            options=list(STRATEGIES),
             value=values.pop("strategy"),
             description="strategy",
         )
@@ -185,22 +185,10 @@ class CostEstimate(StaticFallback, w.VBox):
         ``namespace`` resolves ``--params model`` / ``--tokens ds`` to the
         user's objects, as ``estimate_from_options`` does.
         """
-        values = {k: v for k, v in options.items() if v is not None and k != "json"}
-        params, tokens = values.pop("params", "1B"), values.pop("tokens", "10B")
-        if namespace is not None:
-            if isinstance(params, str) and params.isidentifier() and params in namespace:
-                params = namespace[params]
-            if isinstance(tokens, str) and tokens.isidentifier() and tokens in namespace:
-                tokens = namespace[tokens]
-        renames = {"price": "price_per_gpu_hour", "spot_price": "spot_price_per_gpu_hour"}
-        kwargs = {renames.get(k, k): v for k, v in values.items()}
-        for minutes, seconds in (
-            ("restart_minutes", "restart_s"),
-            ("checkpoint_minutes", "checkpoint_interval_s"),
-        ):
-            if minutes in kwargs:
-                kwargs[seconds] = kwargs.pop(minutes) * 60
-        return cls(params, tokens, **kwargs)
+        from nblaunch.jobs.estimate_args import estimate_kwargs
+
+        given = estimate_kwargs(options, namespace)
+        return cls(**{k: v for k, v in given.items() if v is not None})
 
     def kwargs(self) -> dict[str, Any]:
         """The ``estimate(...)`` arguments the controls hold now."""
