@@ -61,6 +61,7 @@ def test_job_environment(nbl_home: Path, tmp_path: Path) -> None:
     keys = [
         "NBLAUNCH_JOB_ID", "NBLAUNCH_ATTEMPT", "NBLAUNCH_RUN_DIR", "NBLAUNCH_CHECKPOINT_DIR",
         "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_MODE", "WANDB_DIR", "NBLAUNCH_SUBMIT_DIR",
+        "NBLAUNCH_WORKSPACE",
     ]  # fmt: skip
     nb = make_notebook(
         tmp_path / "env.ipynb",
@@ -68,9 +69,11 @@ def test_job_environment(nbl_home: Path, tmp_path: Path) -> None:
     )
     job = nblaunch.submit(nb)
     assert job.wait(timeout=120).value == "succeeded", job.logs()
-    run_dir = job.run_dir
-    assert run_dir is not None
-    env = json.loads((run_dir / "env.json").read_text())
+    run = job.run()
+    assert run is not None
+    run_dir = run.path
+    env = json.loads((run.workspace / "env.json").read_text())
+    assert env["NBLAUNCH_WORKSPACE"] == str(run.workspace)
     assert env["NBLAUNCH_JOB_ID"] == job.id
     assert env["NBLAUNCH_ATTEMPT"] == "1"
     assert env["NBLAUNCH_RUN_DIR"] == str(run_dir)

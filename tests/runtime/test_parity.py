@@ -127,9 +127,9 @@ def test_outcomes_match_bare_papermill(nbl_home: Path, tmp_path: Path) -> None:
         "evalue": "boom at cell 1",
         "cell_index": 1,
     }
-    # Files a notebook writes to its working directory land in the attempt's run folder.
-    run_dir = jobs["writes_files"].run_dir
-    assert run_dir is not None and (run_dir / "written.txt").read_text() == "hello"
+    # Files a notebook writes to its working directory land in the attempt's workspace.
+    run = jobs["writes_files"].run()
+    assert run is not None and (run.workspace / "written.txt").read_text() == "hello"
     # A failing job keeps its output notebook, with the traceback in it.
     out = jobs["cell_error"].output_notebook
     assert out is not None and "boom at cell 1" in out.read_text()
