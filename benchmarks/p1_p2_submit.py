@@ -69,10 +69,10 @@ def main() -> None:
         for _ in range(ROUNDS):
             time.sleep(0.3)  # the agent is idle, asleep in select
             job = nblaunch.submit(nb)
-            events = {e["to_state"]: e["time"] for e in job.events()}
+            events = {e.to_state: e.time for e in job.events()}
             while "running" not in events:
                 time.sleep(0.01)
-                events = {e["to_state"]: e["time"] for e in job.events()}
+                events = {e.to_state: e.time for e in job.events()}
             latencies.append(events["running"] - events["queued"])
             job.wait()
             spawns.append(timed(lambda: subprocess.run([python(), "-c", "pass"], check=True)))
