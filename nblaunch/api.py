@@ -102,7 +102,7 @@ def check_submission(
     runner_for(options).check_capacity(spec.gpus, spec.nodes)
     folder = Path(spec.submit_dir)
     # $NBLAUNCH_HOME may sit inside the notebook's folder: it never travels.
-    files = [f for f in list_workspace(folder) if not f.path.is_relative_to(root)]
+    files = list_workspace(folder, exclude=root)
     limit = spec.workspace_limit_mb or options.workspace_limit_mb
     check_size(folder, files, int(limit * 1e6))
     return options, files
@@ -211,16 +211,7 @@ class Job:
         return runner.log_files(run) if runner else [run.stdout, run.stderr]
 
     def status_line(self) -> str:
-        snap = self.snapshot(metrics=False)
-        where = ""
-        if snap.state is State.QUEUED:
-            where = f", #{snap.queue_position} in queue {snap.queue}"
-        elif snap.attempt:
-            where = f", attempt {snap.attempt}"
-        err = ""
-        if snap.error and snap.state in (State.FAILED, State.LOST, State.PREEMPTED):
-            err = f": {snap.error.ename}: {snap.error.evalue}"
-        return f"job {snap.id} ({snap.name}) {snap.state}{where}{err}"
+        return self.snapshot(metrics=False).status_line()
 
     def wait(self, timeout: float | None = None, interval: float = 0.05) -> State:
         """Block until the job reaches a final state; return it."""
@@ -265,13 +256,7 @@ class Job:
         assert run is not None
         result = Result.read(run.result)
         assert result is not None, f"job {self.id} succeeded without a result.json"
-        return {
-            "state": result.state,
-            "outcome": result.outcome.value,
-            "error": result.error,
-            "started_at": result.started_at,
-            "finished_at": result.finished_at,
-        }
+        return result.to_dict()
 
     def logs(self, attempt: int | None = None) -> str:
         """Everything the attempt printed (stdout then stderr)."""
@@ -291,6 +276,7 @@ class Job:
         return self._store.metrics_since(self.id, cursor)
 
     def events(self) -> list[EventRow]:
+        """Every state change, oldest first."""
         return self._store.events(self.id)
 
     def to_dict(self) -> dict[str, Any]:
@@ -360,8 +346,16 @@ def jobs(
     root = root or home()
     if queue is not None:
         get_queue(root, queue)  # an unknown queue is an error, not an empty list
-    rows = store(root).jobs(queue=queue, state=state, limit=limit)
-    return [Job(r.id, root=root).snapshot(metrics=False) for r in rows]
+    states = None if state is None else [State(state)]
+    found = views.jobs_view(store(root), queue, states, limit)
+    runners = {name: _queue_runner(root, name) for name in {v.job.queue for v in found}}
+    now = time.time()
+    snaps = []
+    for view in found:
+        runner = runners[view.job.queue]
+        price = runner.options.price() if runner else None
+        snaps.append(JobSnapshot.of(view, price, runner is not None, now))
+    return snaps
 
 
 def sweep_jobs(sweep_id: str, root: Path | None = None) -> list[Job]:

@@ -110,15 +110,13 @@ def show(job_id: str, as_json: bool) -> None:
     from nblaunch.api import Job
     from nblaunch.widgets.render import job_details_text
 
-    job = Job(job_id)
-    snap = job.snapshot(metrics=False)
-    events = job.events()
+    snap = Job(job_id).snapshot(metrics=False)
     if as_json:
         data = snap.to_dict()
-        data["events"] = [e.__dict__ for e in events]
+        data["events"] = [e.__dict__ for e in snap.events]
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo(job_details_text(snap, events))
+    click.echo(job_details_text(snap))
 
 
 @cli.command()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from nblaunch.runtime.contract import Env
+
 
 def home() -> Path:
     """``$NBLAUNCH_HOME``, else the platform's user data dir; created on first use."""
-    configured = os.environ.get("NBLAUNCH_HOME")
+    configured = os.environ.get(Env.HOME)
     if configured:
         path = Path(configured).expanduser()
     else:

@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from nblaunch.options import priority_name
-from nblaunch.queue.rows import held_spans
+from nblaunch.queue.rows import EventRow, held_spans
 from nblaunch.queue.states import ACTIVE, FINAL, State
 from nblaunch.queue.views import JobView
-from nblaunch.runtime.contract import Cost, JobDir, RunDir, job_cost
+from nblaunch.runtime.contract import Cost, RunDir, job_cost
 
 __all__ = ["FILTERS", "LIVE", "JobError", "JobSnapshot", "Progress", "QueueSnapshot"]
 
 #: states in which a job may still change: waiting for a slot, or holding one
 LIVE = frozenset({State.QUEUED}) | ACTIVE
+
+#: states whose snapshot shows the job's error (queued: a retry is waiting)
+SHOWS_ERROR = frozenset({State.FAILED, State.LOST, State.PREEMPTED, State.QUEUED})
 
 #: the queue views' filters and the states each shows (None: every state)
 FILTERS: dict[str, frozenset[State] | None] = {
@@ -87,10 +90,39 @@ class JobSnapshot:
     latest: Mapping[str, float] = field(default_factory=dict)
     estimate: Mapping[str, Any] | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[EventRow, ...] = ()
 
     @property
     def priority_name(self) -> str:
         return priority_name(self.priority)
+
+    @property
+    def where(self) -> str:
+        """Its place in the queue, or which attempt it is on: ``#3 in queue a100``,
+        ``attempt 2 of 4 (1 preemption)``; empty before anything is known."""
+        attempt = ""
+        if self.attempt:
+            attempt = f"attempt {self.attempt} of {1 + self.max_retries}"
+            if self.preemptions:
+                plural = "s" if self.preemptions > 1 else ""
+                attempt += f" ({self.preemptions} preemption{plural})"
+        if self.state is State.QUEUED:
+            pos = self.queue_position
+            place = f"#{pos} in queue {self.queue}" if pos else f"waiting in {self.queue}"
+            return f"{place}, retry after {attempt}" if attempt else place
+        return attempt
+
+    @property
+    def shown_error(self) -> JobError | None:
+        """The error to show: the job's, once it failed, or the last attempt's while a
+        retry waits."""
+        return self.error if self.state in SHOWS_ERROR else None
+
+    def status_line(self) -> str:
+        """``job ab12 (train) queued, #2 in queue local``: one line for terminals."""
+        where = f", {self.where}" if self.where else ""
+        error = f": {self.shown_error}" if self.shown_error else ""
+        return f"job {self.id} ({self.name}) {self.state}{where}{error}"
 
     @property
     def final(self) -> bool:
@@ -133,10 +165,12 @@ class JobSnapshot:
         price: float | None,
         priced: bool,
         now: float | None = None,
-        **extra: Any,
+        *,
+        params: Mapping[str, Any] | None = None,
+        estimate: Mapping[str, Any] | None = None,
     ) -> JobSnapshot:
         """The snapshot of ``view``; ``priced`` is False when the queue (and so its
-        price) is unknown, and ``extra`` sets the fields that come from the bundle."""
+        price) is unknown; ``params`` and ``estimate`` come from the job's bundle."""
         now = time.time() if now is None else now
         job = view.job
         cost = None
@@ -160,7 +194,7 @@ class JobSnapshot:
             submitted_at=job.submitted_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
-            run_dir=JobDir(job.job_dir).attempt(job.attempt).path if job.attempt else None,
+            run_dir=job.run_dir(),
             error=None
             if not err
             else JobError(err.get("ename"), err.get("evalue"), err.get("cell_index")),
@@ -168,7 +202,9 @@ class JobSnapshot:
             taken_at=now,
             progress=_progress(view, now),
             latest=dict(view.latest),
-            **extra,
+            estimate=estimate,
+            params=dict(params or {}),
+            events=view.events,
         )
 
 

@@ -69,10 +69,15 @@ class Agent:
             runner = self.runners.get(name)
             if runner is None or runner.name != cfg.runner:
                 runner = runner_for(cfg)
-                runner.start()
+                try:
+                    runner.start()
+                except Exception:  # a failing backend must not stop the other queues
+                    log.exception("queue %s is not served: its runner did not start", name)
+                    continue
             runner.options = cfg
             runners[name] = runner
-        self.queues, self.runners = configs, runners
+        self.queues = {name: configs[name] for name in runners}
+        self.runners = runners
 
     def _reload_if_changed(self) -> None:
         path = queues_file(self.root)
@@ -184,7 +189,12 @@ class Agent:
                 log.exception(
                     "watching %s attempt %d failed; retrying next pass", job.id, attempt.n
                 )
-        slots = {name: runner.slots() for name, runner in self.runners.items()}
+        slots = {}
+        for name, runner in self.runners.items():
+            try:
+                slots[name] = runner.slots()
+            except Exception:  # one backend's trouble must not stop the others
+                log.exception("queue %s: its runner cannot say its slots; skipped this pass", name)
         for name, queue_slots in slots.items():
             pool = queue_slots.device_pool
             sharing = [n for n, s in slots.items() if pool is not None and s.device_pool == pool]

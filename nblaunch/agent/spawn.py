@@ -18,6 +18,7 @@ import psutil
 
 from nblaunch.agent import lockfile
 from nblaunch.errors import NBLaunchError
+from nblaunch.runtime.contract import Env
 
 DEFAULT_IDLE_S = 300.0
 START_TIMEOUT_S = 30.0
@@ -46,7 +47,7 @@ def _start_background_agent(root: Path) -> int:
     agent is re-parented to init and never lingers as a zombie child of a
     long-lived kernel that happened to start it."""
     idle = os.environ.get("NBLAUNCH_AGENT_IDLE_S", str(DEFAULT_IDLE_S))
-    env = {**os.environ, "NBLAUNCH_HOME": str(root)}
+    env = {**os.environ, Env.HOME: str(root)}
     argv = [sys.executable, "-m", "nblaunch.agent", "--idle-timeout", idle]
     log = shlex.quote(str(agent_log_path(root)))
     done = subprocess.run(

@@ -26,7 +26,15 @@ from nblaunch.errors import SpecError
 from nblaunch.jobs.environment import git_state, requirements
 from nblaunch.jobs.spec import JobSpec
 from nblaunch.jobs.workspace import WorkspaceFile, store_workspace
-from nblaunch.runtime.contract import BUNDLE_NOTEBOOK, BUNDLE_SPEC, WORKSPACE, JobDir
+from nblaunch.runtime.contract import (
+    BUNDLE_GIT,
+    BUNDLE_NOTEBOOK,
+    BUNDLE_REQUIREMENTS,
+    BUNDLE_SPEC,
+    BUNDLE_WORKSPACE_MANIFEST,
+    WORKSPACE,
+    JobDir,
+)
 
 
 def read_notebook(path: Path) -> dict[str, Any]:
@@ -76,10 +84,10 @@ def write_bundle(
         (bundle / BUNDLE_SPEC).write_text(spec.to_json())
         (bundle / BUNDLE_NOTEBOOK).write_text(json.dumps(notebook, indent=1))
         manifest = store_workspace(workspace, objects, bundle / WORKSPACE)
-        (bundle / "workspace.json").write_text(json.dumps(manifest, indent=1))
-        (bundle / "requirements.txt").write_text(requirements())
+        (bundle / BUNDLE_WORKSPACE_MANIFEST).write_text(json.dumps(manifest, indent=1))
+        (bundle / BUNDLE_REQUIREMENTS).write_text(requirements())
         git = git_state(Path(spec.submit_dir))
-        (bundle / "git.json").write_text(json.dumps(git, indent=2))
+        (bundle / BUNDLE_GIT).write_text(json.dumps(git, indent=2))
         os.replace(staging, job_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

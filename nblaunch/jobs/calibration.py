@@ -25,14 +25,16 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from nblaunch.queue.store import JobRow, Store
+from nblaunch.queue.rows import JobRow
+from nblaunch.queue.store import Store
+from nblaunch.runtime.contract import (
+    PERF_ACHIEVED_FLOPS,
+    PERF_MODEL_PARAMS,
+    PERF_RUNTIME_S,
+    PERF_TRAIN_TOKENS,
+)
 
 __all__ = ["Calibration", "calibrate", "job_throughput"]
-
-ACHIEVED = "perf/achieved_flops_per_s"
-RUNTIME = "perf/train_runtime_s"
-PARAMS = "perf/model_params"
-TOKENS = "perf/train_tokens"
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,13 @@ def _last(store: Store, job: JobRow, name: str) -> float | None:
 
 def job_throughput(store: Store, job: JobRow) -> JobThroughput | None:
     """Achieved FLOP/s, training-loop seconds and wall seconds of one finished job."""
-    runtime = _last(store, job, RUNTIME)
-    params = _last(store, job, PARAMS)
-    tokens = _last(store, job, TOKENS)
+    runtime = _last(store, job, PERF_RUNTIME_S)
+    params = _last(store, job, PERF_MODEL_PARAMS)
+    tokens = _last(store, job, PERF_TRAIN_TOKENS)
     if params and tokens and runtime:
         achieved: float | None = 6.0 * params * tokens / runtime
     else:
-        achieved = _last(store, job, ACHIEVED)
+        achieved = _last(store, job, PERF_ACHIEVED_FLOPS)
     if not achieved or achieved <= 0:
         return None
     wall = None

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nblaunch.errors import SpecError
-from nblaunch.options import Strategy
+from nblaunch.options import ZERO_STAGES, Strategy
 from nblaunch.runtime.contract import BUNDLE_SPEC
 
 
@@ -56,6 +56,15 @@ class JobSpec(BaseModel):
                 ) from None
         return params
 
+    @model_validator(mode="after")
+    def _deepspeed_options(self) -> JobSpec:
+        zero, offload = self.options.get("zero"), self.options.get("offload")
+        if self.strategy != "deepspeed" and (zero is not None or offload):
+            raise ValueError("--zero and --offload apply to DeepSpeed; add --strategy deepspeed")
+        if zero is not None and zero not in ZERO_STAGES:
+            raise ValueError(f"--zero {zero} is not a ZeRO stage; use 0, 1, 2 or 3")
+        return self
+
     @classmethod
     def build(cls, **fields: Any) -> JobSpec:
         """Validate ``fields`` into a spec; any problem is one ``SpecError`` line."""
@@ -63,9 +72,9 @@ class JobSpec(BaseModel):
             return cls(**fields)
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "job"
+            where = ".".join(str(p) for p in err["loc"])
             msg = str(err["msg"]).removeprefix("Value error, ")
-            raise SpecError(f"{where}: {msg}") from None
+            raise SpecError(f"{where}: {msg}" if where else msg) from None
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

@@ -70,13 +70,16 @@ class WorkspaceFile:
     size: int
 
 
-def list_workspace(folder: Path) -> list[WorkspaceFile]:
+def list_workspace(folder: Path, exclude: Path | None = None) -> list[WorkspaceFile]:
     """List the files of ``folder`` that travel with a job, sorted by ``rel``.
 
     Parameters
     ----------
     folder : Path
         The notebook's folder.
+    exclude : Path, optional
+        A folder never listed nor walked, even inside ``folder`` (nblaunch's
+        own home, which holds every bundle).
 
     Returns
     -------
@@ -88,8 +91,12 @@ def list_workspace(folder: Path) -> list[WorkspaceFile]:
     if not root.is_dir():
         raise SpecError(f"workspace {folder} is not a folder")
     rules = _IgnoreRules(root)
+    skip = _inside_rel(root, exclude)
     listed = _git_listing(root)
-    rels = _walk(root, rules) if listed is None else (r for r in listed if not rules.excludes(r))
+    if listed is None:
+        rels: Iterable[str] = _walk(root, rules, skip)
+    else:
+        rels = (r for r in listed if not rules.excludes(r) and not _under(r, skip))
     files = []
     for rel in rels:
         path = root / rel
@@ -229,13 +236,34 @@ def _git_listing(root: Path) -> list[str] | None:
     return list(dict.fromkeys(os.fsdecode(p) for p in done.stdout.split(b"\0") if p))
 
 
-def _walk(root: Path, rules: _IgnoreRules) -> Iterator[str]:
-    """Every file under ``root`` not excluded, skipping ``.git`` and never
-    following a symlink into a folder."""
+def _inside_rel(root: Path, folder: Path | None) -> str | None:
+    """``folder`` relative to ``root`` (posix), when it lies inside it."""
+    if folder is None:
+        return None
+    try:
+        rel = folder.resolve().relative_to(root)
+    except ValueError:
+        return None
+    return rel.as_posix() if rel.parts else ""
+
+
+def _under(rel: str, folder: str | None) -> bool:
+    return folder is not None and (folder == "" or rel == folder or rel.startswith(folder + "/"))
+
+
+def _walk(root: Path, rules: _IgnoreRules, skip: str | None) -> Iterator[str]:
+    """Every file under ``root`` not excluded, skipping ``.git`` and ``skip`` and
+    never following a symlink into a folder."""
+    if skip == "":
+        return
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if base == "." else base + "/"
-        dirnames[:] = [d for d in dirnames if d != ".git" and not rules.excludes_dir(prefix + d)]
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if d != ".git" and prefix + d != skip and not rules.excludes_dir(prefix + d)
+        ]
         for name in filenames:
             if not rules.excludes(prefix + name):
                 yield prefix + name

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from nblaunch.queue.rows import AttemptRow, JobRow, attempt_row, job_row
+from nblaunch.queue.rows import AttemptRow, EventRow, JobRow, attempt_row, job_row
 from nblaunch.queue.states import ACTIVE, State
 from nblaunch.queue.store import Store
 from nblaunch.runtime.contract import MAX_STEPS_METRIC
@@ -31,6 +31,8 @@ class JobView:
     max_steps: int | None = None
     #: ``(step, time)`` of the current attempt's first stepped metric, for the rate
     first_step: tuple[int, float] | None = None
+    #: every state change, oldest first (empty when not read)
+    events: tuple[EventRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,16 @@ def job_view(store: Store, job_id: str, *, metrics: bool = True) -> JobView:
     with store.reading() as db:
         job = store.job(job_id)
         attempts = _attempts(db, [job.id]).get(job.id, ())
+        events = tuple(
+            EventRow(**dict(r))
+            for r in db.execute(
+                """SELECT job_id, attempt, time, from_state, to_state, reason FROM events
+                   WHERE job_id = ? ORDER BY id""",
+                (job.id,),
+            )
+        )
         if not metrics:
-            return JobView(job, attempts, _position(db, job))
+            return JobView(job, attempts, _position(db, job), events=events)
         latest = {
             name: float(value)
             for name, value in db.execute(
@@ -72,6 +82,7 @@ def job_view(store: Store, job_id: str, *, metrics: bool = True) -> JobView:
             None if step[0] is None else int(step[0]),
             None if max_steps is None else int(max_steps),
             None if first is None else (int(first[0]), float(first[1])),
+            events,
         )
 
 
@@ -89,19 +100,42 @@ def queue_view(store: Store, queue: str, states: Collection[State] | None, limit
             f"SELECT COALESCE(SUM(gpus), 0) FROM jobs WHERE queue = ? AND state IN ({active})",
             (queue,),
         ).fetchone()[0]
-        where, args = "queue = ?", [queue]
-        if states is not None:
-            where += f" AND state IN ({','.join('?' * len(states))})"
-            args += [s.value for s in states]
-        rows = [
-            job_row(r)
-            for r in db.execute(
-                f"SELECT * FROM jobs WHERE {where} ORDER BY seq DESC LIMIT ?", (*args, limit)
-            )
-        ]
-        attempts = _attempts(db, [j.id for j in rows])
-        views = tuple(JobView(j, attempts.get(j.id, ()), _position(db, j)) for j in rows)
+        views = _newest(db, queue, states, limit)
     return QueueView(counts, int(used), views)
+
+
+def jobs_view(
+    store: Store, queue: str | None, states: Collection[State] | None, limit: int | None
+) -> tuple[JobView, ...]:
+    """The newest ``limit`` jobs (of ``queue``, in ``states``; all when None), newest first."""
+    with store.reading() as db:
+        return _newest(db, queue, states, limit)
+
+
+def _newest(
+    db: sqlite3.Connection,
+    queue: str | None,
+    states: Collection[State] | None,
+    limit: int | None,
+) -> tuple[JobView, ...]:
+    clauses: list[str] = []
+    args: list[object] = []
+    if queue is not None:
+        clauses.append("queue = ?")
+        args.append(queue)
+    if states is not None:
+        clauses.append(f"state IN ({','.join('?' * len(states))})")
+        args += [s.value for s in states]
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = [
+        job_row(r)
+        for r in db.execute(
+            f"SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ?",
+            (*args, -1 if limit is None else limit),
+        )
+    ]
+    attempts = _attempts(db, [j.id for j in rows])
+    return tuple(JobView(j, attempts.get(j.id, ()), _position(db, j)) for j in rows)
 
 
 def sweep_job_ids(store: Store, sweep_id: str) -> list[str]:

@@ -11,6 +11,7 @@ call these methods; none of them tests for a concrete runner.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,8 +125,11 @@ class Runner(ABC):
         return Slots(tuple(str(i) for i in range(self.options.gpus or 0)), UNLIMITED)
 
     def attempt_env(self, launch: Launch) -> dict[str, str]:
-        """Variables the attempt's process gets on top of the job's own."""
-        return {"CUDA_VISIBLE_DEVICES": ",".join(launch.gpu_ids)}
+        """Variables the attempt's process gets on top of the job's own: its devices,
+        numbered as NVML and ``nvidia-smi`` number them (PCI bus order) unless the
+        machine chose another order."""
+        order = os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        return {"CUDA_VISIBLE_DEVICES": ",".join(launch.gpu_ids), "CUDA_DEVICE_ORDER": order}
 
     def log_files(self, run: RunDir) -> list[Path]:
         """Files holding an attempt's output, stdout first."""

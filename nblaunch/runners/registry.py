@@ -44,10 +44,6 @@ def _registry() -> tuple[dict[str, type[Runner]], dict[str, str]]:
     return found, broken
 
 
-def runner_names() -> list[str]:
-    return sorted(_registry()[0])
-
-
 def runner_class(name: str) -> type[Runner]:
     """The runner called ``name``; ``ConfigError`` naming why when there is none."""
     found, broken = _registry()

@@ -60,6 +60,9 @@ class Env:
 
 BUNDLE_SPEC = "job.json"
 BUNDLE_NOTEBOOK = "notebook.ipynb"
+BUNDLE_REQUIREMENTS = "requirements.txt"
+BUNDLE_GIT = "git.json"
+BUNDLE_WORKSPACE_MANIFEST = "workspace.json"
 WORKSPACE = "workspace"
 RESUME_MARKER = ".nblaunch-complete"
 PREEMPT_MARKER = ".nblaunch-preempted"
@@ -217,17 +220,17 @@ class Result:
     def state(self) -> str:
         return self.outcome.state
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "outcome": self.outcome.value,
+            "error": self.error,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "state": self.state,
-                "outcome": self.outcome.value,
-                "error": self.error,
-                "started_at": self.started_at,
-                "finished_at": self.finished_at,
-            },
-            indent=2,
-        )
+        return json.dumps(self.to_dict(), indent=2)
 
     def write(self, path: Path) -> None:
         """Write whole or not at all: a reader never sees half a result."""
@@ -256,7 +259,17 @@ class Result:
 METRICS_FILE = "metrics.jsonl"
 #: logged by training loops that know their length; the ETA and progress read it
 MAX_STEPS_METRIC = "max_steps"
-GPU_METRICS = ("gpu/utilization", "gpu/memory_used_gb", "gpu/temperature_c", "gpu/power_w")
+GPU_PREFIX = "gpu/"
+GPU_UTILIZATION = "gpu/utilization"
+GPU_MEMORY_GB = "gpu/memory_used_gb"
+GPU_TEMPERATURE_C = "gpu/temperature_c"
+GPU_POWER_W = "gpu/power_w"
+GPU_METRICS = (GPU_UTILIZATION, GPU_MEMORY_GB, GPU_TEMPERATURE_C, GPU_POWER_W)
+#: what training loops report so queues calibrate their estimates (jobs.calibration)
+PERF_ACHIEVED_FLOPS = "perf/achieved_flops_per_s"
+PERF_RUNTIME_S = "perf/train_runtime_s"
+PERF_MODEL_PARAMS = "perf/model_params"
+PERF_TRAIN_TOKENS = "perf/train_tokens"
 
 # -- devices -------------------------------------------------------------------
 

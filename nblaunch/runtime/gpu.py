@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 import threading
 
-from nblaunch.runtime.contract import visible_devices
+from nblaunch.runtime.contract import (
+    GPU_MEMORY_GB,
+    GPU_POWER_W,
+    GPU_TEMPERATURE_C,
+    GPU_UTILIZATION,
+    visible_devices,
+)
 from nblaunch.runtime.metrics import log
 
 INTERVAL_S = 5.0
@@ -23,13 +29,18 @@ def start_sampler(stop: threading.Event, interval_s: float = INTERVAL_S) -> thre
     if not devices:
         pynvml.nvmlShutdown()
         return None
-    # NVML ignores CUDA_VISIBLE_DEVICES: indexes and UUIDs name physical devices.
-    handles = [
-        pynvml.nvmlDeviceGetHandleByIndex(int(d))
-        if d.isdigit()
-        else pynvml.nvmlDeviceGetHandleByUUID(d)
-        for d in devices
-    ]
+    # NVML ignores CUDA_VISIBLE_DEVICES: indexes (in PCI bus order, which the runner
+    # gives CUDA too) and UUIDs name physical devices.
+    try:
+        handles = [
+            pynvml.nvmlDeviceGetHandleByIndex(int(d))
+            if d.isdigit()
+            else pynvml.nvmlDeviceGetHandleByUUID(d)
+            for d in devices
+        ]
+    except pynvml.NVMLError:  # a device NVML does not know: the job runs unsampled
+        pynvml.nvmlShutdown()
+        return None
     thread = threading.Thread(target=_sample, args=(pynvml, handles, stop, interval_s), daemon=True)
     thread.start()
     return thread
@@ -47,10 +58,10 @@ def _sample(
             power = [nv.nvmlDeviceGetPowerUsage(h) for h in handles]  # type: ignore[attr-defined]
             log(
                 {
-                    "gpu/utilization": sum(util) / len(util),
-                    "gpu/memory_used_gb": sum(mem) / 1e9,
-                    "gpu/temperature_c": max(temp),
-                    "gpu/power_w": sum(power) / 1000,
+                    GPU_UTILIZATION: sum(util) / len(util),
+                    GPU_MEMORY_GB: sum(mem) / 1e9,
+                    GPU_TEMPERATURE_C: max(temp),
+                    GPU_POWER_W: sum(power) / 1000,
                 }
             )
     finally:

@@ -21,7 +21,14 @@ from typing import Any
 
 from nblaunch.errors import MissingDependencyError, SpecError
 from nblaunch.runtime import kernel
-from nblaunch.runtime.contract import MAX_STEPS_METRIC, Env
+from nblaunch.runtime.contract import (
+    MAX_STEPS_METRIC,
+    PERF_ACHIEVED_FLOPS,
+    PERF_MODEL_PARAMS,
+    PERF_RUNTIME_S,
+    PERF_TRAIN_TOKENS,
+    Env,
+)
 from nblaunch.runtime.metrics import log
 
 try:
@@ -61,7 +68,7 @@ class NBLaunchCallback(TrainerCallback):  # type: ignore[misc]
         if state.is_world_process_zero:
             numbers: dict[str, Any] = {MAX_STEPS_METRIC: state.max_steps}
             if model is not None and hasattr(model, "num_parameters"):
-                numbers["perf/model_params"] = model.num_parameters()
+                numbers[PERF_MODEL_PARAMS] = model.num_parameters()
                 self._non_embedding_params = model.num_parameters(exclude_embeddings=True)
             log(numbers, step=state.global_step)
 
@@ -87,10 +94,10 @@ class NBLaunchCallback(TrainerCallback):  # type: ignore[misc]
             runtime = (time.monotonic() - at) / (state.global_step - step) * steps
         # total_flos counts every attempt of a resumed run; runtime only this one.
         flops = state.total_flos * steps / state.global_step
-        numbers = {"perf/achieved_flops_per_s": flops / runtime, "perf/train_runtime_s": runtime}
+        numbers = {PERF_ACHIEVED_FLOPS: flops / runtime, PERF_RUNTIME_S: runtime}
         if self._non_embedding_params:
             # HF counts 6·N·T with N excluding embeddings; T lets estimates use all of N.
-            numbers["perf/train_tokens"] = flops / (6 * self._non_embedding_params)
+            numbers[PERF_TRAIN_TOKENS] = flops / (6 * self._non_embedding_params)
         return numbers
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:

@@ -20,7 +20,7 @@ import ipywidgets as w
 
 from nblaunch.api import Job
 from nblaunch.queue.states import State
-from nblaunch.runtime.contract import MAX_STEPS_METRIC
+from nblaunch.runtime.contract import GPU_PREFIX, MAX_STEPS_METRIC
 from nblaunch.snapshots import JobSnapshot
 from nblaunch.widgets import render
 from nblaunch.widgets.chart import PALETTE, LiveChart
@@ -181,7 +181,7 @@ class JobCard(StaticFallback, w.VBox):
         losses = [n for n in names if n in render.TRAIN_LOSS or n in render.EVAL_LOSS]
         if losses:
             return losses
-        others = [n for n in names if not n.startswith("gpu/")]
+        others = [n for n in names if not n.startswith(GPU_PREFIX)]
         return (others or names)[:1]
 
     def _on_pick(self, change: dict[str, Any]) -> None:
@@ -209,7 +209,7 @@ class JobCard(StaticFallback, w.VBox):
 
     def _show_output(self, _button: Any = None) -> None:
         self.logs_button.value = False
-        path = self.job.output_notebook
+        path = self.snapshot.output_notebook if self.snapshot else None
         if path is None or not Path(path).exists():
             html = "The output notebook is written once the job starts running."
             plain = html

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import ipywidgets as w
 
 from nblaunch.options import STRATEGIES
-from nblaunch.widgets import render
+from nblaunch.widgets import render_estimate
 from nblaunch.widgets.fallback import StaticFallback
 
 __all__ = ["CostEstimate"]
@@ -228,17 +228,17 @@ class CostEstimate(StaticFallback, w.VBox):
             est = estimate(**kw).to_dict()
         except NBLaunchError as exc:
             self.estimate, self.error = None, str(exc)
-            self.result.value = render.estimate_error_html(self.error)
+            self.result.value = render_estimate.estimate_error_html(self.error)
             return
         self.estimate, self.error = est, None
-        self.result.value = render.estimate_html(
+        self.result.value = render_estimate.estimate_html(
             est, spot=kw["spot"], gpus=est.get("gpus"), gpu=est.get("gpu")
         )
 
     def text(self) -> str:
         if self.estimate is None:
             return f"estimate: {self.error}"
-        return render.estimate_text(self.estimate, spot=self.spot.value == "spot")
+        return render_estimate.estimate_text(self.estimate, spot=self.spot.value == "spot")
 
     def html(self) -> str:
         return str(self.result.value)

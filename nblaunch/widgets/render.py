@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from nblaunch.queue.rows import EventRow
 from nblaunch.queue.states import ACTIVE, State
 from nblaunch.runtime.contract import GPU_METRICS
 from nblaunch.snapshots import JobSnapshot, QueueSnapshot
@@ -27,9 +26,6 @@ __all__ = [
     "STATE_COLORS",
     "TRAIN_LOSS",
     "elapsed_s",
-    "estimate_error_html",
-    "estimate_html",
-    "estimate_text",
     "fmt_clock",
     "fmt_duration",
     "fmt_number",
@@ -65,8 +61,6 @@ STATE_COLORS: dict[str, str] = {
     State.LOST: "#8250df",
     State.CANCELLED: "#57606a",
 }
-#: states whose snapshot shows the job's error (queued: a retry is waiting)
-_SHOWS_ERROR = frozenset({State.FAILED, State.LOST, State.PREEMPTED, State.QUEUED})
 #: order of the per-state counts in a queue's header
 _COUNT_ORDER = (
     State.RUNNING,
@@ -81,8 +75,8 @@ _COUNT_ORDER = (
 #: states before the output notebook is written
 _NO_OUTPUT_YET = frozenset({State.QUEUED, State.STARTING})
 
-_MUTED = "color:var(--jp-ui-font-color2,#666)"
-_FONT = "font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;line-height:1.45"
+MUTED = "color:var(--jp-ui-font-color2,#666)"
+FONT = "font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;line-height:1.45"
 
 # -- formatting ---------------------------------------------------------------
 
@@ -172,40 +166,16 @@ def _first(latest: Mapping[str, float], names: Sequence[str]) -> tuple[str, floa
 def gpu_line(latest: Mapping[str, float]) -> str:
     """``GPU 87% · 21.3 GB · 64°C · 280 W`` from the newest GPU metrics; empty without."""
     parts = []
-    if "gpu/utilization" in latest:
-        parts.append(f"{latest['gpu/utilization']:.0f}%")
-    if "gpu/memory_used_gb" in latest:
-        parts.append(f"{latest['gpu/memory_used_gb']:.1f} GB")
-    if "gpu/temperature_c" in latest:
-        parts.append(f"{latest['gpu/temperature_c']:.0f}°C")
-    if "gpu/power_w" in latest:
-        parts.append(f"{latest['gpu/power_w']:.0f} W")
+    for name, form in zip(
+        GPU_METRICS, ("{:.0f}%", "{:.1f} GB", "{:.0f}°C", "{:.0f} W"), strict=True
+    ):
+        if name in latest:
+            parts.append(form.format(latest[name]))
     return "GPU " + " · ".join(parts) if parts else ""
 
 
-def _attempt_text(snap: JobSnapshot) -> str:
-    if not snap.attempt:
-        return ""
-    text = f"attempt {snap.attempt} of {1 + snap.max_retries}"
-    pre = snap.preemptions
-    if pre:
-        text += f" ({pre} preemption{'s' if pre > 1 else ''})"
-    return text
-
-
-def _where_text(snap: JobSnapshot) -> str:
-    if snap.state is State.QUEUED:
-        pos = snap.queue_position
-        place = f"#{pos} in queue {snap.queue}" if pos else f"waiting in {snap.queue}"
-        attempt = _attempt_text(snap)
-        return f"{place}, retry after {attempt}" if attempt else place
-    return _attempt_text(snap)
-
-
 def _error_text(snap: JobSnapshot) -> str:
-    if snap.error is None or snap.state not in _SHOWS_ERROR:
-        return ""
-    return str(snap.error)
+    return "" if snap.shown_error is None else str(snap.shown_error)
 
 
 # -- job ----------------------------------------------------------------------
@@ -223,20 +193,20 @@ def state_badge(state: str) -> str:
 def job_header_html(snap: JobSnapshot) -> str:
     """Name, id, state badge, and place in the queue or attempt."""
     state = snap.state.value
-    where = _where_text(snap)
+    where = snap.where
     gpus = snap.gpus
     meta = f"{snap.queue} · {snap.priority_name} · " + (
         f"{gpus} GPU{'s' if gpus != 1 else ''}" if gpus else "CPU"
     )
     return (
         f'<div class="nbl-job-header" data-job="{escape(snap.id)}" '
-        f'data-state="{escape(state)}" style="{_FONT};display:flex;gap:10px;align-items:center;'
+        f'data-state="{escape(state)}" style="{FONT};display:flex;gap:10px;align-items:center;'
         'flex-wrap:wrap">'
         f'<b style="font-size:14px">{escape(snap.name)}</b>'
-        f'<code style="{_MUTED}">{escape(snap.id)}</code>'
+        f'<code style="{MUTED}">{escape(snap.id)}</code>'
         f"{state_badge(state)}"
         f'<span class="nbl-where">{escape(where)}</span>'
-        f'<span style="{_MUTED};margin-left:auto">{escape(meta)}</span></div>'
+        f'<span style="{MUTED};margin-left:auto">{escape(meta)}</span></div>'
     )
 
 
@@ -295,7 +265,7 @@ def job_details_html(snap: JobSnapshot) -> str:
             '<div class="nbl-error" style="color:#cf222e;background:rgba(207,34,46,.08);'
             f'border-radius:4px;padding:3px 6px;margin-top:3px"><code>{escape(err)}</code></div>'
         )
-    return f'<div class="nbl-job-details" style="{_FONT}">{body}</div>'
+    return f'<div class="nbl-job-details" style="{FONT}">{body}</div>'
 
 
 def sparkline_svg(
@@ -341,7 +311,7 @@ def job_card_html(
 
 def job_text(snap: JobSnapshot) -> str:
     """Several lines of plain text for terminals and ``text/plain``."""
-    where = _where_text(snap)
+    where = snap.where
     lines = [f"job {snap.id} ({snap.name}) {snap.state}" + (f", {where}" if where else "")]
     progress = snap.progress
     parts = []
@@ -373,7 +343,7 @@ def job_text(snap: JobSnapshot) -> str:
     return "\n".join(lines)
 
 
-def job_details_text(snap: JobSnapshot, events: Sequence[EventRow]) -> str:
+def job_details_text(snap: JobSnapshot) -> str:
     """``nblaunch show``: the job's fields, cost, error, then its events."""
     fields = {
         "id": snap.id,
@@ -395,7 +365,7 @@ def job_details_text(snap: JobSnapshot, events: Sequence[EventRow]) -> str:
     lines.append(f"{'cost':16} {money}, {hours} GPU-hours")
     if snap.error is not None:
         lines.append(f"{'error':16} {snap.error}")
-    for event in events:
+    for event in snap.events:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
         lines.append(f"  {stamp} {event.from_state or '-':>9} -> {event.to_state:9} {event.reason}")
     return "\n".join(lines)
@@ -417,7 +387,7 @@ QUEUE_COLUMNS: tuple[tuple[str, str], ...] = (
 _GRID = (
     "display:grid;grid-template-columns:"
     + " ".join(w for _, w in QUEUE_COLUMNS)
-    + f";gap:6px;align-items:center;{_FONT}"
+    + f";gap:6px;align-items:center;{FONT}"
 )
 
 
@@ -478,11 +448,11 @@ def queue_header_html(queue: QueueSnapshot, action_width: int = 0) -> str:
     more = f" (newest {shown} of {total} shown)" if total and shown < total else ""
     head = "".join(f"<div><b>{escape(c)}</b></div>" for c, _ in QUEUE_COLUMNS)
     return (
-        f'<div class="nbl-queue-head" style="{_FONT}">'
+        f'<div class="nbl-queue-head" style="{FONT}">'
         '<div style="display:flex;gap:12px;align-items:center;flex-wrap:wrap;margin-bottom:4px">'
         f'<b style="font-size:14px">queue {escape(queue.name)}</b>'
-        f'<span style="{_MUTED}">{escape(queue.runner)}</span>{gpu}'
-        f'<span style="{_MUTED}">{escape(count_text)}{escape(more)}</span></div>'
+        f'<span style="{MUTED}">{escape(queue.runner)}</span>{gpu}'
+        f'<span style="{MUTED}">{escape(count_text)}{escape(more)}</span></div>'
         f'<div style="{_GRID};border-bottom:1px solid var(--jp-border-color2,#ddd);'
         f'margin-right:{action_width}px">{head}</div></div>'
     )
@@ -491,9 +461,7 @@ def queue_header_html(queue: QueueSnapshot, action_width: int = 0) -> str:
 def queue_empty_html(queue: QueueSnapshot) -> str:
     which = queue.filter
     what = "no jobs" if which == "all" else f"no {which} jobs"
-    return (
-        f'<div class="nbl-queue-empty" style="{_MUTED};{_FONT};padding:4px 0">{escape(what)}</div>'
-    )
+    return f'<div class="nbl-queue-empty" style="{MUTED};{FONT};padding:4px 0">{escape(what)}</div>'
 
 
 def queue_table_html(queue: QueueSnapshot) -> str:
@@ -552,78 +520,3 @@ def _ago(seconds: float) -> str:
     if seconds < 86400:
         return f"{int(seconds // 3600)}h ago"
     return f"{int(seconds // 86400)}d ago"
-
-
-# -- estimate -----------------------------------------------------------------
-
-
-def _spot_or(est: Mapping[str, Any], key: str, spot: bool) -> Any:
-    """``est["spot_<key>"]`` when ``spot`` and known, else the on-demand ``est[key]``."""
-    value = est.get(f"spot_{key}") if spot else None
-    return value if value is not None else est.get(key)
-
-
-def estimate_html(
-    est: Mapping[str, Any], *, spot: bool = False, gpus: int | None = None, gpu: str | None = None
-) -> str:
-    """Hours and dollars (spot or on-demand first), MFU, memory verdict and suggestion."""
-    hours, cost = _spot_or(est, "hours", spot), _spot_or(est, "cost_usd", spot)
-    other_cost = est.get("cost_usd") if spot else est.get("spot_cost_usd")
-    kind = "spot" if spot else "on-demand"
-    on = f" on {gpus}× {escape(gpu)}" if gpus and gpu else (f" on {gpus} GPU(s)" if gpus else "")
-    lines = [
-        '<div><span class="nbl-dollars" style="font-size:22px;font-weight:700">'
-        f"{fmt_usd(cost)}</span>"
-        f' <span style="{_MUTED}">{kind}</span> · <b class="nbl-hours">'
-        f"{fmt_duration(float(hours) * 3600) if hours is not None else '—'}</b>{on}</div>"
-    ]
-    if other_cost is not None:
-        lines.append(
-            f'<div style="{_MUTED}">{"on-demand" if spot else "spot"}: {fmt_usd(other_cost)}</div>'
-        )
-    if est.get("mfu") is not None:
-        src = est.get("mfu_source")
-        lines.append(
-            f'<div style="{_MUTED}">at {float(est["mfu"]):.0%} MFU'
-            + (f" ({escape(str(src))})" if src else "")
-            + "</div>"
-        )
-    mem = est.get("memory_per_gpu_gb")
-    fits = est.get("fits")
-    if mem is not None or fits is not None:
-        verdict = "fits" if fits else "does not fit"
-        color = "#1a7f37" if fits else "#cf222e"
-        mem_text = f"{float(mem):.1f} GB per GPU — " if mem is not None else ""
-        lines.append(
-            f'<div class="nbl-memory" data-fits="{str(bool(fits)).lower()}">memory {mem_text}'
-            f'<b style="color:{color}">{verdict}</b></div>'
-        )
-    if est.get("suggestion"):
-        lines.append(f'<div class="nbl-suggestion">{escape(str(est["suggestion"]))}</div>')
-    for note in est.get("notes") or ():
-        lines.append(
-            f'<div class="nbl-note" style="{_MUTED};font-size:12px">{escape(str(note))}</div>'
-        )
-    return f'<div class="nbl-estimate" style="{_FONT}">{"".join(lines)}</div>'
-
-
-def estimate_error_html(message: str) -> str:
-    return (
-        f'<div class="nbl-estimate nbl-estimate-error" style="{_FONT};color:#cf222e">'
-        f"{escape(message)}</div>"
-    )
-
-
-def estimate_text(est: Mapping[str, Any], *, spot: bool = False) -> str:
-    hours, cost = _spot_or(est, "hours", spot), _spot_or(est, "cost_usd", spot)
-    text = f"estimate: {fmt_usd(cost)} ({'spot' if spot else 'on-demand'}), " + (
-        f"{fmt_duration(float(hours) * 3600)}" if hours is not None else "—"
-    )
-    if est.get("mfu") is not None:
-        text += f" at {float(est['mfu']):.0%} MFU"
-    mem = est.get("memory_per_gpu_gb")
-    if mem is not None:
-        text += f"; {float(mem):.1f} GB per GPU, {'fits' if est.get('fits') else 'does not fit'}"
-    if est.get("suggestion"):
-        text += f"\n  {est['suggestion']}"
-    return text

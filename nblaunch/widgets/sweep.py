@@ -17,7 +17,7 @@ import ipywidgets as w
 
 from nblaunch.api import Job, sweep_jobs
 from nblaunch.queue.states import FINAL
-from nblaunch.runtime.contract import MAX_STEPS_METRIC
+from nblaunch.runtime.contract import GPU_PREFIX, MAX_STEPS_METRIC
 from nblaunch.widgets import render
 from nblaunch.widgets.chart import PALETTE, LiveChart
 from nblaunch.widgets.fallback import StaticFallback
@@ -126,7 +126,7 @@ class SweepBoard(ViewTracking, StaticFallback, w.VBox):
             for name in group:
                 if name in self.names:
                     return name
-        others = sorted(n for n in self.names if not n.startswith("gpu/"))
+        others = sorted(n for n in self.names if not n.startswith(GPU_PREFIX))
         return others[0] if others else None
 
     def _render(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from nblaunch.queue.states import State
 from nblaunch.runtime.contract import Cost
 from nblaunch.snapshots import JobError, JobSnapshot, Progress, QueueSnapshot
-from nblaunch.widgets import render
+from nblaunch.widgets import render, render_estimate
 
 NOW = 1_800_000_000.0
 
@@ -200,12 +200,14 @@ def test_estimate_html_on_demand_spot_and_verdict() -> None:
         "suggestion": "use fsdp",
         "notes": ["no calibration"],
     }
-    html = render.estimate_html(est, gpus=8, gpu="H100-SXM")
+    html = render_estimate.estimate_html(est, gpus=8, gpu="H100-SXM")
     assert ">$40.00</span>" in html and "2h 30m" in html and "8× H100-SXM" in html
     assert "spot: $15.00" in html and "40% MFU" in html and "does not fit" in html
     assert "use fsdp" in html and "no calibration" in html
-    assert ">$15.00</span>" in render.estimate_html(est, spot=True)
-    assert render.estimate_text(est).startswith("estimate: $40.00 (on-demand), 2h 30m at 40% MFU")
+    assert ">$15.00</span>" in render_estimate.estimate_html(est, spot=True)
+    assert render_estimate.estimate_text(est).startswith(
+        "estimate: $40.00 (on-demand), 2h 30m at 40% MFU"
+    )
 
 
 def test_params_label_lists_varying_keys() -> None:

@@ -26,14 +26,14 @@ class LocalOptions(QueueOptions):
         """The devices this queue hands out, as ``CUDA_VISIBLE_DEVICES`` spells them.
 
         The devices this machine shows (``CUDA_VISIBLE_DEVICES`` by index or
-        UUID, else NVML), the first ``gpus`` of them when ``gpus`` is set. A
-        ``gpus`` larger than what is visible numbers its slots ``0..gpus-1``
-        (a machine whose devices NVML cannot see).
+        UUID, else NVML), at most ``gpus`` of them when ``gpus`` is set: a
+        queue never hands out a device the machine hides. Only where nothing
+        shows any device does ``gpus`` number its slots ``0..gpus-1``.
         """
         shown = machine_devices()
         if self.gpus is None:
             return shown
-        if self.gpus <= len(shown):
+        if shown:
             return shown[: self.gpus]
         return tuple(str(i) for i in range(self.gpus))
 
