@@ -129,10 +129,11 @@ def submit_spec(spec: JobSpec, notebook: dict[str, Any], root: Path | None = Non
     return Job(job_id, root=root)
 
 
-def _queue_runner(root: Path, name: str) -> Runner | None:
-    """The queue's runner; None once the queue is gone from the file (history stays readable)."""
+def _queue_options(root: Path, name: str) -> QueueOptions | None:
+    """The queue's options; None once the queue is gone from the file (history stays
+    readable)."""
     try:
-        return runner_for(get_queue(root, name))
+        return get_queue(root, name)
     except (UnknownQueueError, ConfigError):
         return None
 
@@ -164,13 +165,12 @@ class Job:
         listing does not show them).
         """
         view = views.job_view(self._store, self.id, metrics=metrics)
-        runner = _queue_runner(self._root, view.job.queue)
+        queue = _queue_options(self._root, view.job.queue)
         params: dict[str, Any] = {}
         estimate = None
         with contextlib.suppress(OSError, ValueError):  # a bundle removed by hand: the row shows
             params, estimate = dict(self.spec.params), self.spec.options.get("estimate")
-        price = runner.options.price() if runner else None
-        return JobSnapshot.of(view, price, runner is not None, params=params, estimate=estimate)
+        return JobSnapshot.of(view, queue, params=params, estimate=estimate)
 
     @property
     def row(self) -> JobRow:
@@ -207,8 +207,8 @@ class Job:
         run = self.run(attempt)
         if run is None:
             return []
-        runner = _queue_runner(self._root, self._store.job(self.id).queue)
-        return runner.log_files(run) if runner else [run.stdout, run.stderr]
+        queue = _queue_options(self._root, self._store.job(self.id).queue)
+        return runner_for(queue).log_files(run) if queue else run.log_files()
 
     def status_line(self) -> str:
         return self.snapshot(metrics=False).status_line()
@@ -317,7 +317,6 @@ class Queue:
         if state_filter not in FILTERS:
             raise ValueError(f"unknown filter {state_filter!r}; use one of {', '.join(FILTERS)}")
         view = views.queue_view(store(self._root), self.name, FILTERS[state_filter], limit)
-        price = self.options.price()
         now = time.time()
         return QueueSnapshot(
             name=self.name,
@@ -325,7 +324,7 @@ class Queue:
             gpu_slots=self.gpu_slots(),
             gpus_used=view.gpus_used,
             counts=view.counts,
-            jobs=tuple(JobSnapshot.of(v, price, True, now) for v in view.jobs),
+            jobs=tuple(JobSnapshot.of(v, self.options, now) for v in view.jobs),
             filter=state_filter,
             taken_at=now,
         )
@@ -348,14 +347,9 @@ def jobs(
         get_queue(root, queue)  # an unknown queue is an error, not an empty list
     states = None if state is None else [State(state)]
     found = views.jobs_view(store(root), queue, states, limit)
-    runners = {name: _queue_runner(root, name) for name in {v.job.queue for v in found}}
+    queues = {name: _queue_options(root, name) for name in {v.job.queue for v in found}}
     now = time.time()
-    snaps = []
-    for view in found:
-        runner = runners[view.job.queue]
-        price = runner.options.price() if runner else None
-        snaps.append(JobSnapshot.of(view, price, runner is not None, now))
-    return snaps
+    return [JobSnapshot.of(view, queues[view.job.queue], now) for view in found]
 
 
 def sweep_jobs(sweep_id: str, root: Path | None = None) -> list[Job]:

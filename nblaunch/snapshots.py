@@ -17,6 +17,7 @@ from nblaunch.options import priority_name
 from nblaunch.queue.rows import EventRow, held_spans
 from nblaunch.queue.states import ACTIVE, FINAL, State
 from nblaunch.queue.views import JobView
+from nblaunch.runners.base import QueueOptions
 from nblaunch.runtime.contract import Cost, RunDir, job_cost
 
 __all__ = ["FILTERS", "LIVE", "JobError", "JobSnapshot", "Progress", "QueueSnapshot"]
@@ -162,21 +163,20 @@ class JobSnapshot:
     def of(
         cls,
         view: JobView,
-        price: float | None,
-        priced: bool,
+        queue: QueueOptions | None,
         now: float | None = None,
         *,
         params: Mapping[str, Any] | None = None,
         estimate: Mapping[str, Any] | None = None,
     ) -> JobSnapshot:
-        """The snapshot of ``view``; ``priced`` is False when the queue (and so its
-        price) is unknown; ``params`` and ``estimate`` come from the job's bundle."""
+        """The snapshot of ``view`` on ``queue`` (None once the queue is gone, and with
+        it the price); ``params`` and ``estimate`` come from the job's bundle."""
         now = time.time() if now is None else now
         job = view.job
         cost = None
-        if priced:
+        if queue is not None:
             spans, running = held_spans(job, list(view.attempts), now)
-            cost = job_cost(spans, job.gpus, price, running=running)
+            cost = job_cost(spans, job.gpus, queue.price(), running=running)
         err = job.error
         return cls(
             id=job.id,

@@ -133,7 +133,7 @@ class Runner(ABC):
 
     def log_files(self, run: RunDir) -> list[Path]:
         """Files holding an attempt's output, stdout first."""
-        return [run.stdout, run.stderr]
+        return run.log_files()
 
     @abstractmethod
     def submit(self, launch: Launch) -> dict[str, Any]:

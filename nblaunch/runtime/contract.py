@@ -130,6 +130,10 @@ class RunDir:
     def stderr(self) -> Path:
         return self.logs / "stderr.log"
 
+    def log_files(self) -> list[Path]:
+        """Where the runtime's output goes unless its runner keeps it elsewhere."""
+        return [self.stdout, self.stderr]
+
     @property
     def preempt_marker(self) -> Path:
         return self.path / PREEMPT_MARKER

@@ -46,7 +46,7 @@ def _job(db: Store, tmp: Path, job_id: str, queue: str = "local", gpus: int = 0)
 
 def actual_cost(db: Store, job: JobRow, queue: QueueOptions, now: float | None = None) -> Cost:
     """The cost every face shows: the job's snapshot's."""
-    cost = JobSnapshot.of(views.job_view(db, job.id), queue.price(), True, now).cost
+    cost = JobSnapshot.of(views.job_view(db, job.id), queue, now).cost
     assert cost is not None
     return cost
 
