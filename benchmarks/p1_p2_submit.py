@@ -38,8 +38,9 @@ def main() -> None:
         nb = trivial_notebook(folder)
         import nblaunch
         from nblaunch.agent.spawn import ensure_agent
+        from nblaunch.api import store
 
-        ensure_agent(home)  # a live agent, as after the first submit of a session
+        ensure_agent(home, store(home))  # a live agent, as after the first submit of a session
         nbl, bare = [], []
         for _ in range(ROUNDS):  # interleaved so drift hits both alike
             nbl.append(

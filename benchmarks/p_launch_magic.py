@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     for job in [*queued, blocker]:
-        job.cancel()
+        if not job.row.final:
+            job.cancel()
     blocker.wait(timeout=30)
     from nblaunch.agent.lockfile import holder_pid
 

@@ -15,8 +15,9 @@ MODULES = {
     "P3": "benchmarks.p3_store",
     "P4": "benchmarks.p4_p7_training",
     "P5": "benchmarks.p5_live_loss",
-    "P6": "benchmarks.p_launch_magic",
+    "P6": "benchmarks.p6_packing",
     "P7": "benchmarks.p4_p7_training",
+    "P8": "benchmarks.p_launch_magic",
 }
 
 

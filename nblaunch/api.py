@@ -12,13 +12,19 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Mapping
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from nblaunch.errors import ConfigError, JobFailedError, UnknownQueueError
+from nblaunch.errors import (
+    ConfigError,
+    JobFailedError,
+    SpecError,
+    UnknownQueueError,
+)
 from nblaunch.home import home, jobs_dir, objects_dir, store_path
-from nblaunch.jobs.bundle import check_notebook, read_notebook, write_bundle
+from nblaunch.jobs.bundle import check_kernel, check_notebook, read_notebook, write_bundle
 from nblaunch.jobs.spec import JobSpec
 from nblaunch.jobs.workspace import WorkspaceFile, check_size, list_workspace
 from nblaunch.options import parse_priority
@@ -26,7 +32,7 @@ from nblaunch.queue import views
 from nblaunch.queue.config import get_queue, load_queues, runner_for
 from nblaunch.queue.rows import EventRow, JobRow
 from nblaunch.queue.states import State
-from nblaunch.queue.store import Store
+from nblaunch.queue.store import Store, already_ended
 from nblaunch.runners.base import QueueOptions, Runner
 from nblaunch.runtime.contract import Result, RunDir
 from nblaunch.snapshots import FILTERS, JobSnapshot, QueueSnapshot
@@ -73,9 +79,27 @@ def submit(
     name
         Shown in listings; defaults to the notebook's file name.
     **options
-        Further ``JobSpec`` fields: ``nodes``, ``strategy``, ``max_retries``,
-        ``retry_backoff_s``, ``sweep_id``, ``workspace_limit_mb``.
+        Further ``JobSpec`` fields: ``nodes``, ``strategy``, ``retry`` (keys of
+        ``nblaunch.retry.RetryPolicy`` overriding the queue's, e.g.
+        ``{"retry_on": ["failed"], "max_retries": 2}``), ``timeout_s``,
+        ``sweep_id``, ``workspace_limit_mb``.
+
+    Raises
+    ------
+    NBLaunchError
+        Anything wrong with the request, in one line saying what and how to fix
+        it; nothing is written then.
     """
+    if not isinstance(notebook, (str, os.PathLike)):
+        raise SpecError(
+            f"notebook must be the path of an .ipynb file (a str or pathlib.Path), "
+            f"not {type(notebook).__name__}; e.g. nblaunch.submit('train.ipynb')"
+        )
+    if params is not None and not isinstance(params, Mapping):
+        raise SpecError(
+            f"params must be a dict of name: value, not {type(params).__name__} "
+            f"{params!r:.60}; e.g. params={{'lr': 0.001}}"
+        )
     path = Path(notebook).expanduser().resolve()
     nb = read_notebook(path)
     spec = JobSpec.build(
@@ -99,7 +123,9 @@ def check_submission(
     Returns the queue's options and the workspace's files."""
     check_notebook(notebook, spec.notebook)
     options = get_queue(root, spec.queue)
-    runner_for(options).check_capacity(spec.gpus, spec.nodes)
+    runner = runner_for(options)
+    check_kernel(notebook, spec.notebook, here=runner.runs_here, parameters=bool(spec.params))
+    runner.check_capacity(spec.gpus, spec.nodes)
     folder = Path(spec.submit_dir)
     # $NBLAUNCH_HOME may sit inside the notebook's folder: it never travels.
     files = list_workspace(folder, exclude=root)
@@ -112,21 +138,40 @@ def submit_spec(spec: JobSpec, notebook: dict[str, Any], root: Path | None = Non
     """Queue a built spec with its notebook; nothing is written unless all checks pass."""
     root = root or home()
     options, files = check_submission(spec, notebook, root)
-    if spec.max_retries == 0 and options.max_retries:
-        spec = spec.model_copy(update={"max_retries": options.max_retries})
+    retry = options.retry.merged(spec.retry)
     db = store(root)
     job_id = secrets.token_hex(4)
     job_dir = jobs_dir(root) / job_id
     write_bundle(job_dir, spec, notebook, files, objects_dir(root))
     try:
-        db.insert_job(job_id, spec, job_dir)
+        db.insert_job(job_id, spec, job_dir, retry, spec.timeout_s or options.timeout_s)
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)
         raise
     from nblaunch.agent.spawn import ensure_agent
 
-    ensure_agent(root)
+    ensure_agent(root, db)
+    _supervised[root] = time.monotonic()
     return Job(job_id, root=root)
+
+
+#: when each home was last checked for a live agent, so reads stay cheap
+_supervised: dict[Path, float] = {}
+SUPERVISE_EVERY_S = 1.0
+
+
+def supervise(root: Path, *, force: bool = False) -> None:
+    """Start an agent for ``root`` if its jobs wait or run without one (at most one
+    check a second per process unless ``force``): every call that touches a home
+    does this, so a killed agent comes back without anyone asking."""
+    now = time.monotonic()
+    last = _supervised.get(root)
+    if not force and last is not None and now - last < SUPERVISE_EVERY_S:
+        return
+    _supervised[root] = now
+    from nblaunch.agent.spawn import supervise as start_if_needed
+
+    start_if_needed(root, store(root))
 
 
 def _queue_options(root: Path, name: str) -> QueueOptions | None:
@@ -164,6 +209,7 @@ class Job:
         ``metrics=False`` leaves out the newest metrics and the progress (a
         listing does not show them).
         """
+        supervise(self._root)
         view = views.job_view(self._store, self.id, metrics=metrics)
         queue = _queue_options(self._root, view.job.queue)
         params: dict[str, Any] = {}
@@ -185,6 +231,7 @@ class Job:
 
     @property
     def state(self) -> State:
+        supervise(self._root)
         return self._store.job(self.id).state
 
     @property
@@ -217,6 +264,7 @@ class Job:
         """Block until the job reaches a final state; return it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            supervise(self._root)
             row = self._store.job(self.id)
             if row.final:
                 return row.state
@@ -225,13 +273,24 @@ class Job:
             time.sleep(interval)
 
     def cancel(self) -> State:
-        """Cancel now if queued; otherwise ask the agent to stop it (see ``wait``)."""
+        """Cancel now if queued; otherwise ask the agent to stop it (see ``wait``).
+
+        Raises ``TransitionError`` when the job has already ended: there is
+        nothing to cancel.
+        """
         row = self._store.request_cancel(self.id)
         if not row.final:
             from nblaunch.agent.lockfile import wake
 
             wake(self._root)
+            supervise(self._root, force=True)
         return row.state
+
+    def check_cancel(self) -> None:
+        """Raise ``TransitionError`` if the job has already ended (nothing to cancel)."""
+        row = self._store.job(self.id)
+        if row.final:
+            raise already_ended(row)
 
     def preempt(self) -> None:
         """Send the job what a spot reclaim sends (a drill): it checkpoints, stops and
@@ -240,6 +299,7 @@ class Job:
 
         self._store.request_preempt(self.id)
         wake(self._root)
+        supervise(self._root, force=True)
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         """Wait, then return the run's ``result.json``.
@@ -260,6 +320,7 @@ class Job:
 
     def logs(self, attempt: int | None = None) -> str:
         """Everything the attempt printed (stdout then stderr)."""
+        supervise(self._root)
         return "".join(
             path.read_text(errors="replace") for path in self.log_files(attempt) if path.exists()
         )
@@ -316,6 +377,7 @@ class Queue:
         read in one transaction."""
         if state_filter not in FILTERS:
             raise ValueError(f"unknown filter {state_filter!r}; use one of {', '.join(FILTERS)}")
+        supervise(self._root)
         view = views.queue_view(store(self._root), self.name, FILTERS[state_filter], limit)
         now = time.time()
         return QueueSnapshot(
@@ -345,7 +407,10 @@ def jobs(
     root = root or home()
     if queue is not None:
         get_queue(root, queue)  # an unknown queue is an error, not an empty list
+    if state is not None and state not in {s.value for s in State}:
+        raise SpecError(f"unknown state {state!r}; use one of {', '.join(s.value for s in State)}")
     states = None if state is None else [State(state)]
+    supervise(root)
     found = views.jobs_view(store(root), queue, states, limit)
     queues = {name: _queue_options(root, name) for name in {v.job.queue for v in found}}
     now = time.time()

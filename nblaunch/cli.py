@@ -217,8 +217,18 @@ def _agent_status(root: Path, as_json: bool) -> None:
     data = agent_status(root)
     if as_json:
         click.echo(json.dumps(data, indent=2))
-    elif data["pid"] is None:
-        click.echo(f"no agent is running for {root}")
+    elif not data["alive"]:
+        what = (
+            f"agent pid {data['pid']} is hung (no heartbeat for {data['heartbeat_age_s']}s)"
+            if data["hung"]
+            else f"no agent is running for {root}"
+        )
+        waiting = (
+            "; jobs are waiting: the next nblaunch command starts one"
+            if data["active_jobs"]
+            else ""
+        )
+        click.echo(what + waiting)
     else:
         click.echo(
             f"agent pid {data['pid']} serving {', '.join(data['queues'])}; "

@@ -3,6 +3,7 @@
 ::
 
     NBLaunchError                 anything a user can cause; message says what and how to fix
+    ├── StoreError                the home or its store is unusable (unwritable, corrupt, newer)
     ├── ConfigError               queues.toml is malformed or names an unknown key
     │   └── RunnerUnavailableError    a queue's runner is a plug-in that failed to load
     ├── SpecError                 a job request is malformed (notebook, parameters, options)
@@ -14,8 +15,8 @@
     └── JobFailedError            the job ran and did not succeed
 
 Magics turn these into IPython's ``UsageError`` and the CLI into one line on
-stderr with exit code 2 (``JobFailedError``: exit code 1); nothing else in the
-package catches them.
+stderr with exit code 2 (``JobFailedError``: exit code 1); a widget's button
+shows the line in its widget; nothing else in the package catches them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from typing import Any
 
 class NBLaunchError(Exception):
     """Root of every error a user can cause."""
+
+
+class StoreError(NBLaunchError):
+    """``$NBLAUNCH_HOME`` or its store cannot be used; the message names the path and the fix.
+
+    nblaunch never deletes nor rewrites a store it refuses: the fix is the user's.
+    """
 
 
 class ConfigError(NBLaunchError):

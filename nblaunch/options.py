@@ -24,6 +24,7 @@ __all__ = [
     "click_job_options",
     "job_fields",
     "magic_job_arguments",
+    "parse_duration",
     "parse_priority",
     "priority_name",
 ]
@@ -70,12 +71,39 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
     JobOption("--priority", "low, normal, high, critical or an integer", str, "normal"),
     JobOption("--name", "job name shown in listings (default: the notebook's name)", str),
     JobOption(
+        "--retry-on",
+        "failure classes to retry, comma-separated: preempted, lost, failed, oom, timeout "
+        "(default: the queue's; preempted,lost unless set)",
+        str,
+        metavar="CLASSES",
+    ),
+    JobOption(
         "--max-retries",
-        "times a failed attempt is retried (the queue's when 0)",
+        "retries of the job's own failures listed in --retry-on (failed, oom, timeout; "
+        "default: the queue's)",
         int,
-        0,
         minimum=0,
         metavar="N",
+    ),
+    JobOption(
+        "--max-preemptions",
+        "times a preempted job is requeued to resume (default: the queue's)",
+        int,
+        minimum=0,
+        metavar="N",
+    ),
+    JobOption(
+        "--backoff",
+        "seconds before the first retry; each retry waits longer (default: the queue's)",
+        float,
+        metavar="S",
+    ),
+    JobOption(
+        "--timeout",
+        "an attempt running longer than this fails with reason timeout: seconds, or "
+        "90s, 30m, 2h (default: the queue's)",
+        str,
+        metavar="DURATION",
     ),
     JobOption(
         "--workspace-limit",
@@ -155,9 +183,16 @@ def job_fields(values: Mapping[str, Any]) -> dict[str, Any]:
         "nodes": values["nodes"],
         "strategy": values["strategy"],
         "priority": parse_priority(values["priority"]),
-        "max_retries": values["max_retries"],
+        "retry": {
+            "retry_on": values.get("retry_on"),
+            "max_retries": values.get("max_retries"),
+            "max_preemptions": values.get("max_preemptions"),
+            "initial_s": values.get("backoff"),
+        },
         "options": options,
     }
+    if values.get("timeout") is not None:
+        fields["timeout_s"] = parse_duration(values["timeout"], "--timeout")
     if values.get("workspace_limit") is not None:
         fields["workspace_limit_mb"] = float(values["workspace_limit"])
     return fields
@@ -177,6 +212,23 @@ def parse_priority(value: str | int) -> int:
         return int(text)
     except ValueError:
         raise SpecError(problem) from None
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | float, what: str = "duration") -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``2h`` or ``1d``; must be above zero."""
+    text = str(value).strip().lower()
+    unit = _UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit is not None else text
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise SpecError(f"{what} {value!r} is not a duration; use seconds or 90s, 30m, 2h, 1d")
+    return seconds
 
 
 def priority_name(value: int) -> str:

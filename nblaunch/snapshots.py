@@ -17,6 +17,7 @@ from nblaunch.options import priority_name
 from nblaunch.queue.rows import EventRow, held_spans
 from nblaunch.queue.states import ACTIVE, FINAL, State
 from nblaunch.queue.views import JobView
+from nblaunch.retry import RetryPolicy
 from nblaunch.runners.base import QueueOptions
 from nblaunch.runtime.contract import Cost, RunDir, job_cost
 
@@ -64,6 +65,36 @@ class JobError:
 
 
 @dataclass(frozen=True)
+class AttemptSnapshot:
+    """One attempt: how it ended and why (its failure class)."""
+
+    n: int
+    state: State
+    outcome: str | None
+    failure_class: str | None
+    gpu_ids: tuple[str, ...]
+    started_at: float
+    finished_at: float | None
+    error: JobError | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "state": self.state.value,
+            "outcome": self.outcome,
+            "class": self.failure_class,
+            "gpu_ids": list(self.gpu_ids),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": None if self.error is None else self.error.__dict__,
+        }
+
+
+def _error(err: Mapping[str, Any] | None) -> JobError | None:
+    return None if not err else JobError(err.get("ename"), err.get("evalue"), err.get("cell_index"))
+
+
+@dataclass(frozen=True)
 class JobSnapshot:
     """One job as of ``taken_at``."""
 
@@ -75,8 +106,11 @@ class JobSnapshot:
     gpus: int
     attempt: int
     retries: int
-    max_retries: int
     preemptions: int
+    retry_policy: RetryPolicy
+    #: when a queued retry may start (0: at once)
+    not_before: float
+    timeout_s: float | None
     sweep_id: str | None
     queue_position: int | None
     submitted_at: float
@@ -92,6 +126,7 @@ class JobSnapshot:
     estimate: Mapping[str, Any] | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     events: tuple[EventRow, ...] = ()
+    attempts: tuple[AttemptSnapshot, ...] = ()
 
     @property
     def priority_name(self) -> str:
@@ -100,16 +135,19 @@ class JobSnapshot:
     @property
     def where(self) -> str:
         """Its place in the queue, or which attempt it is on: ``#3 in queue a100``,
-        ``attempt 2 of 4 (1 preemption)``; empty before anything is known."""
+        ``attempt 2 (1 preemption)``; empty before anything is known."""
         attempt = ""
         if self.attempt:
-            attempt = f"attempt {self.attempt} of {1 + self.max_retries}"
+            attempt = f"attempt {self.attempt}"
             if self.preemptions:
                 plural = "s" if self.preemptions > 1 else ""
                 attempt += f" ({self.preemptions} preemption{plural})"
         if self.state is State.QUEUED:
             pos = self.queue_position
             place = f"#{pos} in queue {self.queue}" if pos else f"waiting in {self.queue}"
+            wait = self.not_before - self.taken_at
+            if attempt and wait > 0:
+                return f"{place}, retry after {attempt} in {wait:.0f}s"
             return f"{place}, retry after {attempt}" if attempt else place
         return attempt
 
@@ -149,7 +187,11 @@ class JobSnapshot:
             "error": None if error is None else error.__dict__,
             "queue_position": self.queue_position,
             "retries": self.retries,
-            "max_retries": self.max_retries,
+            "max_retries": self.retry_policy.max_retries,
+            "retry_policy": self.retry_policy.model_dump(mode="json"),
+            "timeout_s": self.timeout_s,
+            "not_before": self.not_before or None,
+            "attempts": [a.to_dict() for a in self.attempts],
             "preemptions": self.preemptions,
             "sweep_id": self.sweep_id,
             "cost_usd": None if self.cost is None else self.cost.usd,
@@ -177,7 +219,6 @@ class JobSnapshot:
         if queue is not None:
             spans, running = held_spans(job, list(view.attempts), now)
             cost = job_cost(spans, job.gpus, queue.price(), running=running)
-        err = job.error
         return cls(
             id=job.id,
             name=job.name,
@@ -186,18 +227,18 @@ class JobSnapshot:
             priority=job.priority,
             gpus=job.gpus,
             attempt=job.attempt,
-            retries=job.retries,
-            max_retries=job.max_retries,
+            retries=job.retries + job.lost_retries,
             preemptions=job.preemptions,
+            retry_policy=job.retry_policy,
+            not_before=job.not_before,
+            timeout_s=job.timeout_s,
             sweep_id=job.sweep_id,
             queue_position=view.queue_position,
             submitted_at=job.submitted_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
             run_dir=job.run_dir(),
-            error=None
-            if not err
-            else JobError(err.get("ename"), err.get("evalue"), err.get("cell_index")),
+            error=_error(job.error),
             cost=cost,
             taken_at=now,
             progress=_progress(view, now),
@@ -205,6 +246,19 @@ class JobSnapshot:
             estimate=estimate,
             params=dict(params or {}),
             events=view.events,
+            attempts=tuple(
+                AttemptSnapshot(
+                    n=a.n,
+                    state=a.state,
+                    outcome=a.outcome,
+                    failure_class=a.failure_class,
+                    gpu_ids=a.gpu_ids,
+                    started_at=a.started_at,
+                    finished_at=a.finished_at,
+                    error=_error(a.error),
+                )
+                for a in view.attempts
+            ),
         )
 
 

@@ -32,6 +32,30 @@ from nblaunch.runtime.metrics import read_new
 log = logging.getLogger("nblaunch.agent")
 
 HEARTBEAT_S = 1.0
+#: how long a claimed attempt without a handle may take to show its runtime started
+ADOPT_GRACE_S = 5.0
+#: the runtime's own start-up timeout fires first; the agent steps in this much later
+KERNEL_START_MARGIN_S = 30.0
+
+
+def _stopped_end(job: JobRow, attempt: AttemptRow, end: AttemptEnd) -> AttemptEnd:
+    """How an attempt the agent stopped ended: a time limit or a kernel that never
+    started, whatever the runtime made of the signal (unless it finished first)."""
+    if end.outcome is Outcome.SUCCEEDED or attempt.stop_reason not in ("timeout", "kernel_start"):
+        return end
+    if attempt.stop_reason == "timeout":
+        error = {
+            "ename": "Timeout",
+            "evalue": f"the attempt ran past its {job.timeout_s:g}s time limit",
+            "cell_index": None,
+        }
+        return AttemptEnd(Outcome.TIMEOUT, error, end.exit_code)
+    error = {
+        "ename": "KernelStartFailed",
+        "evalue": "the kernel did not come up; the attempt was stopped",
+        "cell_index": None,
+    }
+    return AttemptEnd(Outcome.KERNEL_START_FAILED, error, end.exit_code)
 
 
 @dataclass
@@ -202,14 +226,31 @@ class Agent:
                 claimed := self.store.claim(name, queue_slots, sharing, os.getpid())
             ) is not None:
                 self._start(*claimed)
+            options = self.runners[name].options
+            if options.preempt_lower_priority:
+                plan = self.store.preemption_plan(name, queue_slots, sharing, options.min_runtime_s)
+                for victim, waiting in plan:
+                    self._preempt_for(victim, waiting)
         return self.store.has_work(self.queues)
+
+    def _preempt_for(self, victim_id: str, waiting_id: str) -> None:
+        """Preempt ``victim_id`` (SIGTERM → checkpoint → requeue → resume) so the
+        higher-priority ``waiting_id`` can start."""
+        victim = self.store.job(victim_id)
+        attempt = self.store.attempts(victim.id)[-1]
+        note = f"preempted for higher-priority job {waiting_id}"
+        if attempt.handle is None or not self.store.mark_stop(
+            victim.id, attempt.n, "priority", note
+        ):
+            return
+        log.info("job %s %s", victim.id, note)
+        self.runners[victim.queue].preempt(attempt.handle)
 
     def _watch(self, job: JobRow, attempt: AttemptRow) -> None:
         runner = self.runners[job.queue]
         if attempt.handle is None:
-            # Claimed by an agent that died before the runner started it.
             if attempt.agent_pid != os.getpid():
-                self._finish(job, attempt, AttemptEnd(Outcome.AGENT_DIED))
+                self._adopt_or_requeue(job, attempt, runner)
             return
         if job.cancel_requested_at is not None and (job.id, attempt.n) not in self._cancelling:
             self._cancelling.add((job.id, attempt.n))
@@ -219,11 +260,52 @@ class Agent:
             log.info("preempting %s attempt %d", job.id, attempt.n)
             runner.preempt(attempt.handle)
             self.store.clear_preempt_request(job.id, job.preempt_requested_at)
-        end = runner.poll(attempt.handle, RunDir(attempt.run_dir))
+        run = RunDir(attempt.run_dir)
+        if attempt.stop_reason is None:
+            self._enforce_limits(job, attempt, runner, run)
+        end = runner.poll(attempt.handle, run)
         self._ingest(job, attempt)
         if end is not None:
             self._cancelling.discard((job.id, attempt.n))
-            self._finish(job, attempt, end)
+            self._finish(job, attempt, _stopped_end(job, attempt, end))
+
+    def _adopt_or_requeue(self, job: JobRow, attempt: AttemptRow, runner: Runner) -> None:
+        """An attempt claimed by an agent that died before recording its handle:
+        adopt it if its runtime started, else requeue it once the runtime has had
+        time to say it started (so one attempt never runs twice)."""
+        run = RunDir(attempt.run_dir)
+        handle = runner.recover(run, job.id, attempt.n)
+        if handle is not None:
+            self.store.transition(
+                job.id,
+                State.RUNNING,
+                f"adopted from an agent that died while starting it ({runner.name} runner)",
+                attempt_state=State.RUNNING,
+                attempt_fields={"handle": handle, "running_at": time.time()},
+            )
+            return
+        if time.time() - attempt.started_at >= ADOPT_GRACE_S:
+            self._finish(job, attempt, AttemptEnd(Outcome.AGENT_DIED))
+
+    def _enforce_limits(
+        self, job: JobRow, attempt: AttemptRow, runner: Runner, run: RunDir
+    ) -> None:
+        """Stop an attempt past its time limit, or whose kernel never came up (the
+        runtime gives up first; this catches a runtime that hangs itself)."""
+        if attempt.running_at is None:
+            return
+        ran = time.time() - attempt.running_at
+        start_limit = runner.options.kernel_start_timeout_s + KERNEL_START_MARGIN_S
+        if job.timeout_s is not None and ran > job.timeout_s:
+            reason, note = "timeout", f"past its {job.timeout_s:g}s time limit; stopping"
+        elif ran > start_limit and not runner.kernel_started(run):
+            reason, note = "kernel_start", f"no kernel after {start_limit:g}s; stopping"
+        else:
+            return
+        if self.store.mark_stop(job.id, attempt.n, reason, note):
+            log.info("job %s attempt %d %s", job.id, attempt.n, note)
+            assert attempt.handle is not None
+            runner.cancel(attempt.handle, runner.options.cancel_grace_s)
 
     def _ingest(self, job: JobRow, attempt: AttemptRow) -> None:
         """Move the attempt's new metric lines into the store, while it runs and
@@ -267,7 +349,9 @@ class Agent:
             Env.CHECKPOINT_DIR: str(JobDir(job.job_dir).checkpoints),
         }
         # The kernel writes the job's cost so far into the wandb run summary at the end.
-        price = self.runners[job.queue].options.price()
+        options = self.runners[job.queue].options
+        env[Env.KERNEL_START_TIMEOUT_S] = repr(options.kernel_start_timeout_s)
+        price = options.price()
         spans, _ = held_spans(job, self.store.attempts(job.id), time.time())
         env[Env.PRIOR_GPU_HOURS] = repr(job_cost(spans, job.gpus, price).gpu_hours)
         if price is not None:

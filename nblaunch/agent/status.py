@@ -7,21 +7,27 @@ from pathlib import Path
 from typing import Any
 
 from nblaunch.agent.lockfile import holder_pid
+from nblaunch.agent.spawn import lease_s
 from nblaunch.home import store_path
 from nblaunch.queue.store import Store
 
 
 def agent_status(root: Path) -> dict[str, Any]:
-    """The live agent's pid, queues and heartbeat (``alive`` False and Nones without one)."""
+    """The agent holding the lock: its pid, queues and heartbeat; ``alive`` only while
+    its heartbeat is within its lease. ``active_jobs``: whether jobs wait or run."""
     pid = holder_pid(root)
     store = Store(store_path(root))
     try:
         latest = store.latest_agent()
+        active = store.has_active_jobs()
     finally:
         store.close()
     live = latest if latest and pid == latest.pid else None
+    hung = live is not None and time.time() - live.heartbeat_at > lease_s()
     return {
-        "alive": pid is not None,
+        "alive": pid is not None and not hung,
+        "hung": hung,
+        "active_jobs": active,
         "pid": pid,
         "home": str(root),
         "last_heartbeat": live.heartbeat_at if live else None,

@@ -220,6 +220,8 @@ class LaunchMagics(Magics):
             args = parse_line(self.launch_cancel, line, "%launch_cancel")
             jobs = [Job(job_id) for job_id in args.ids]  # every id checked before any cancel
             for job in jobs:
+                job.check_cancel()  # and none has ended
+            for job in jobs:
                 state = job.cancel()
                 note = "" if state is State.CANCELLED else ": cancel requested, the agent stops it"
                 print(f"job {job.id} ({job.name}) {state}{note}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import keyword
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ from IPython.core.magic_arguments import argument
 from IPython.utils.process import arg_split
 
 from nblaunch.errors import SpecError
+from nblaunch.jobs.params import is_name
 from nblaunch.options import magic_job_arguments
 
 __all__ = [
@@ -156,8 +156,3 @@ def json_form(params: dict[str, Any]) -> dict[str, Any]:
                 "strings, booleans, None, lists or dicts"
             ) from None
     return out
-
-
-def is_name(text: str) -> bool:
-    """A valid Python variable name."""
-    return text.isidentifier() and not keyword.iskeyword(text)

@@ -19,10 +19,12 @@ import json
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from nblaunch.errors import SpecError
+from nblaunch.home import PRIVATE_DIR, PRIVATE_FILE, make_private_dir
 from nblaunch.jobs.environment import git_state, requirements
 from nblaunch.jobs.spec import JobSpec
 from nblaunch.jobs.workspace import WorkspaceFile, store_workspace
@@ -61,6 +63,57 @@ def check_notebook(data: Any, label: str) -> None:
         )
 
 
+def check_kernel(data: dict[str, Any], label: str, *, here: bool, parameters: bool) -> None:
+    """Refuse, before anything is written, a notebook papermill would refuse to run.
+
+    papermill (``papermill.utils.nb_kernel_name``) runs the kernel named by
+    ``metadata.kernelspec.name`` and nothing else (``language_info`` is no
+    fallback); with parameters it also needs the language
+    (``nb_language``: ``language_info.name``, else ``kernelspec.language``).
+    ``here``: the job runs on this machine, so the kernel must be installed here.
+    """
+    metadata = data.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    spec = metadata.get("kernelspec")
+    spec = spec if isinstance(spec, dict) else {}
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        raise SpecError(
+            f"{label} names no kernel (metadata.kernelspec.name), so papermill cannot run it; "
+            "open it in Jupyter, pick a kernel and save it (`jupyter kernelspec list` shows them)"
+        )
+    if here and not _kernel_installed(name):
+        raise SpecError(
+            f"{label} asks for kernel {name!r}, which is not installed here (installed: "
+            f"{', '.join(sorted(_kernel_names()))}); pick one of those as the notebook's kernel "
+            "and save it, or install it (`jupyter kernelspec list` shows them)"
+        )
+    info = metadata.get("language_info")
+    language = (info if isinstance(info, dict) else {}).get("name") or spec.get("language")
+    if parameters and not language:
+        raise SpecError(
+            f"{label} names no language (metadata.language_info.name or kernelspec.language), "
+            "so papermill cannot write its parameters; run it once in Jupyter and save it"
+        )
+
+
+def _kernel_installed(name: str) -> bool:
+    """Is ``name`` a kernel jupyter_client can start here (names match case-insensitively,
+    as ``KernelSpecManager.get_kernel_spec`` matches them)?"""
+    if name.lower() in _kernel_names():
+        return True
+    _kernel_names.cache_clear()  # installed since this process last looked?
+    return name.lower() in _kernel_names()
+
+
+@lru_cache(maxsize=1)
+def _kernel_names() -> frozenset[str]:
+    """The kernels installed here; looked up once per process (a miss looks again)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return frozenset(KernelSpecManager().find_kernel_specs())
+
+
 def write_bundle(
     job_dir: Path,
     spec: JobSpec,
@@ -76,20 +129,27 @@ def write_bundle(
     The job folder is staged under a hidden name and renamed into place, so a
     reader never sees a job folder without its complete bundle.
     """
-    job_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{job_dir.name}-", dir=job_dir.parent))
+    make_private_dir(job_dir.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".{job_dir.name}-", dir=job_dir.parent))  # 0700
     try:
         bundle = JobDir(staging).bundle
-        bundle.mkdir()
-        (bundle / BUNDLE_SPEC).write_text(spec.to_json())
-        (bundle / BUNDLE_NOTEBOOK).write_text(json.dumps(notebook, indent=1))
+        bundle.mkdir(mode=PRIVATE_DIR)
+        _write(bundle / BUNDLE_SPEC, spec.to_json())
+        _write(bundle / BUNDLE_NOTEBOOK, json.dumps(notebook, indent=1))
         manifest = store_workspace(workspace, objects, bundle / WORKSPACE)
-        (bundle / BUNDLE_WORKSPACE_MANIFEST).write_text(json.dumps(manifest, indent=1))
-        (bundle / BUNDLE_REQUIREMENTS).write_text(requirements())
+        _write(bundle / BUNDLE_WORKSPACE_MANIFEST, json.dumps(manifest, indent=1))
+        _write(bundle / BUNDLE_REQUIREMENTS, requirements())
         git = git_state(Path(spec.submit_dir))
-        (bundle / BUNDLE_GIT).write_text(json.dumps(git, indent=2))
+        _write(bundle / BUNDLE_GIT, json.dumps(git, indent=2))
         os.replace(staging, job_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return JobDir(job_dir).bundle
+
+
+def _write(path: Path, text: str) -> None:
+    """A new bundle file, the user's alone (``PRIVATE_FILE``)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    with open(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)

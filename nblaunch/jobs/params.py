@@ -1,11 +1,47 @@
-"""Parameter values from the command line and from files."""
+"""Parameter names and values from the command line, from files and from the API."""
 
 from __future__ import annotations
 
+import keyword
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from nblaunch.errors import SpecError
+
+
+def is_name(text: str) -> bool:
+    """A name a Python assignment can bind: an identifier that is not a keyword."""
+    return text.isidentifier() and not keyword.iskeyword(text)
+
+
+def check_names(params: Mapping[Any, Any]) -> None:
+    """Refuse, in one line with the fix, a parameter name the job's ``parameters``
+    cell could not assign (papermill writes ``name = value`` lines)."""
+    for name in params:
+        problem = name_problem(name)
+        if problem is not None:
+            raise SpecError(problem)
+
+
+def name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot name a parameter, with the fix; None when it can."""
+    if not isinstance(name, str):
+        return (
+            f"parameter name {name!r} is not a string ({type(name).__name__}); name "
+            "parameters with strings, e.g. {'lr': 0.1}"
+        )
+    if keyword.iskeyword(name):
+        return (
+            f"parameter name {name!r} is a Python keyword, so the job could not assign "
+            f"it; rename it (e.g. {name}_) in the notebook and in what you pass"
+        )
+    if not name.isidentifier():
+        return (
+            f"parameter name {name!r} is not a Python identifier; use letters, digits "
+            "and _, not starting with a digit (e.g. learning_rate)"
+        )
+    return None
 
 
 def resolve_type(value: str) -> Any:

@@ -13,7 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nblaunch.errors import SpecError
+from nblaunch.jobs.params import name_problem
 from nblaunch.options import ZERO_STAGES, Strategy
+from nblaunch.retry import retry_overrides
 from nblaunch.runtime.contract import BUNDLE_SPEC
 
 
@@ -31,9 +33,12 @@ class JobSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     notebook: str = Field(description="path of the notebook the job was built from")
     submit_dir: str = Field(description="working folder of the submitter, for relative data paths")
-    max_retries: int = Field(default=0, ge=0)
-    retry_backoff_s: float = Field(default=10.0, ge=0)
-    max_preemptions: int = Field(default=20, ge=0)
+    retry: dict[str, Any] = Field(
+        default_factory=dict, description="retry-policy keys overriding the queue's"
+    )
+    timeout_s: float | None = Field(
+        default=None, gt=0, description="an attempt running longer fails (default: the queue's)"
+    )
     sweep_id: str | None = None
     submitter: str = Field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
     python: str = Field(default_factory=lambda: sys.version.split()[0])
@@ -41,12 +46,15 @@ class JobSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     workspace_limit_mb: float | None = Field(default=None, gt=0)
 
-    @field_validator("params")
+    @field_validator("params", mode="before")
     @classmethod
-    def _json_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+    def _json_params(cls, params: Any) -> Any:
+        if not isinstance(params, dict):
+            return params  # pydantic says what is wrong with it
         for key, value in params.items():
-            if not key.isidentifier():
-                raise ValueError(f"parameter name {key!r} is not a Python identifier")
+            problem = name_problem(key)
+            if problem is not None:
+                raise ValueError(problem)
             try:
                 json.dumps(value)
             except (TypeError, ValueError):
@@ -55,6 +63,14 @@ class JobSpec(BaseModel):
                     "strings, booleans, None, lists or dicts"
                 ) from None
         return params
+
+    @field_validator("retry")
+    @classmethod
+    def _retry(cls, retry: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return retry_overrides(retry)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _deepspeed_options(self) -> JobSpec:

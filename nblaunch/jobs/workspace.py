@@ -33,6 +33,7 @@ from typing import Any
 import pathspec
 
 from nblaunch.errors import SpecError
+from nblaunch.home import PRIVATE_DIR, READ_ONLY_FILE, make_private_dir
 
 __all__ = [
     "IGNORE_FILE",
@@ -142,7 +143,7 @@ def store_workspace(
     dict
         The manifest: ``{"files": {rel: {"sha256": h, "size": n}}, "bytes": total}``.
     """
-    objects_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(objects_dir)
     cache_path = objects_dir / _HASH_CACHE
     cache = _load_cache(cache_path)
     remembered: dict[str, str] = {}
@@ -282,8 +283,8 @@ def _ingest(src: Path, objects_dir: Path) -> str:
         h = digest.hexdigest()
         obj = _object(objects_dir, h)
         if not obj.exists():
-            obj.parent.mkdir(exist_ok=True)
-            os.chmod(tmp, 0o444)
+            obj.parent.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+            os.chmod(tmp, READ_ONLY_FILE)
             os.replace(tmp, obj)
         return h
     finally:
@@ -303,14 +304,14 @@ def _inside(dest: Path, rel: str) -> Path:
 
 def _link(obj: Path, target: Path) -> None:
     """Hardlink ``obj`` at ``target``; copy where a link cannot be made (another device)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(target.parent)
     if target.is_symlink() or target.exists():
         target.unlink()
     try:
         os.link(obj, target)
     except OSError:
         shutil.copyfile(obj, target)
-        os.chmod(target, 0o444)
+        os.chmod(target, READ_ONLY_FILE)
 
 
 def _load_cache(path: Path) -> dict[str, str]:

@@ -66,7 +66,16 @@ def _read_queues(path: Path) -> tuple[Queues, Unavailable]:
     tables: dict[str, Any] = {}
     if path.exists():
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                "TOML files are UTF-8: save it as UTF-8"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {path} ({exc.strerror}); make it readable by you"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(
                 f"{path} is not valid TOML ({exc}); fix the file or delete it"

@@ -3,6 +3,7 @@ requeue to resume. The agent applies the decision; this module only makes it."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,13 +22,14 @@ class Decision:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-def backoff_s(base_s: float, retries_done: int) -> float:
-    """Delay before the next retry: doubling from ``base_s``."""
-    return base_s * (2**retries_done)
+def decide(job: JobRow, end: AttemptEnd, now: float, rng: random.Random | None = None) -> Decision:
+    """The job's next state once its current attempt ended as ``end``.
 
-
-def decide(job: JobRow, end: AttemptEnd, now: float) -> Decision:
-    """The job's next state once its current attempt ended as ``end``."""
+    Each failure class retries under its own cap of the job's retry policy:
+    preemptions requeue at once (the next attempt resumes from the
+    checkpoint); lost attempts and the job's own failures wait a jittered
+    exponential backoff, and the job keeps its place by submission order.
+    """
     if job.cancel_requested_at is not None:
         return Decision(State.CANCELLED, "cancelled by request", {"error": None})
     if end.outcome is Outcome.SUCCEEDED:
@@ -35,25 +37,30 @@ def decide(job: JobRow, end: AttemptEnd, now: float) -> Decision:
     if end.outcome is Outcome.AGENT_DIED:
         # Nothing of the job ran, so this costs no retry.
         return Decision(State.QUEUED, "claimed by an agent that died before starting it")
-    what = end.outcome.value.replace("_", " ")
+    klass = end.outcome.failure_class or "failed"
+    error = {**(end.error or {}), "class": klass}
+    what = klass if klass == end.outcome.value else f"{klass} ({end.outcome.value})"
     if end.error and end.error.get("ename"):
-        what += f" ({end.error['ename']}: {end.error.get('evalue')})"
-    if end.outcome is Outcome.PREEMPTED:
-        n = job.preemptions + 1
-        if job.preemptions < job.max_preemptions:
-            return Decision(
-                State.QUEUED,
-                f"preempted; requeued to resume (preemption {n})",
-                {"preemptions": n, "not_before": 0.0, "error": None},
-            )
-        return Decision(
-            State.PREEMPTED, f"preempted {n} times; no preemption left", {"error": end.error}
-        )
-    if job.retries < job.max_retries:
-        delay = backoff_s(job.retry_backoff_s, job.retries)
+        what += f": {end.error['ename']}: {end.error.get('evalue')}"
+    policy = job.retry_policy
+    cap = policy.cap(klass)
+    counter = {"preempted": "preemptions", "lost": "lost_retries"}.get(klass, "retries")
+    done = getattr(job, counter)
+    if done >= cap:
+        if klass in policy.retry_on:
+            why = f"all {cap} {klass} retries used"
+        else:
+            why = f"{klass} is not retried (retry_on: {', '.join(policy.retry_on) or 'nothing'})"
+        return Decision(State(end.outcome.state), f"{what}; {why}", {"error": error})
+    if klass == "preempted":
         return Decision(
             State.QUEUED,
-            f"{what}; retry {job.retries + 1}/{job.max_retries} in {delay:g}s",
-            {"retries": job.retries + 1, "not_before": now + delay, "error": end.error},
+            f"preempted; requeued to resume (preemption {done + 1}/{cap})",
+            {counter: done + 1, "not_before": 0.0, "error": None},
         )
-    return Decision(State(end.outcome.state), what, {"error": end.error})
+    delay = policy.backoff_s(done, rng)
+    return Decision(
+        State.QUEUED,
+        f"{what}; {klass} retry {done + 1}/{cap} in {delay:.3g}s",
+        {counter: done + 1, "not_before": now + delay, "error": error},
+    )

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nblaunch.queue.states import FINAL, State
-from nblaunch.runtime.contract import JobDir
+from nblaunch.retry import RetryPolicy
+from nblaunch.runtime.contract import JobDir, Outcome
 
 
 class Submission(Protocol):
@@ -27,12 +28,6 @@ class Submission(Protocol):
     def nodes(self) -> int: ...
     @property
     def sweep_id(self) -> str | None: ...
-    @property
-    def max_retries(self) -> int: ...
-    @property
-    def retry_backoff_s(self) -> float: ...
-    @property
-    def max_preemptions(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -48,10 +43,8 @@ class JobRow:
     gpus: int
     job_dir: Path
     sweep_id: str | None
-    max_retries: int
-    retry_backoff_s: float
-    max_preemptions: int
     attempt: int
+    #: retries of the job's own failures, of lost attempts, and preemption requeues
     retries: int
     preemptions: int
     not_before: float
@@ -62,6 +55,9 @@ class JobRow:
     error: dict[str, Any] | None
     updated_at: float
     preempt_requested_at: float | None
+    retry_policy: RetryPolicy
+    lost_retries: int
+    timeout_s: float | None
 
     @property
     def bundle(self) -> Path:
@@ -92,6 +88,14 @@ class AttemptRow:
     outcome: str | None
     error: dict[str, Any] | None
     metrics_offset: int
+    #: why the agent is stopping the attempt (``timeout``, ``kernel_start``, ``priority``)
+    stop_reason: str | None
+    stop_requested_at: float | None
+
+    @property
+    def failure_class(self) -> str | None:
+        """``preempted``, ``lost``, ``failed``, ``oom`` or ``timeout`` once it failed."""
+        return None if self.outcome is None else Outcome(self.outcome).failure_class
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ def job_row(row: sqlite3.Row) -> JobRow:
     d["state"] = State(d["state"])
     d["job_dir"] = Path(d["job_dir"])
     d["error"] = json.loads(d["error"]) if d["error"] else None
+    d["retry_policy"] = RetryPolicy.model_validate_json(d["retry_policy"])
     return JobRow(**d)
 
 

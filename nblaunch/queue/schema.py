@@ -86,6 +86,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX metrics_job_attempt ON metrics(job_id, attempt);
     CREATE INDEX metrics_job_step ON metrics(job_id, step);
     """,
+    # 4: retry policies by failure class, time limits, agent-initiated stops
+    """
+    ALTER TABLE jobs ADD COLUMN retry_policy TEXT NOT NULL DEFAULT '{}';
+    UPDATE jobs SET retry_policy = json_object(
+        'max_retries', max_retries, 'initial_s', retry_backoff_s,
+        'max_preemptions', max_preemptions,
+        'retry_on', json_array('preempted', 'lost', 'failed'));
+    ALTER TABLE jobs DROP COLUMN max_retries;
+    ALTER TABLE jobs DROP COLUMN retry_backoff_s;
+    ALTER TABLE jobs DROP COLUMN max_preemptions;
+    ALTER TABLE jobs ADD COLUMN lost_retries INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN timeout_s REAL;
+    ALTER TABLE attempts ADD COLUMN stop_reason TEXT;
+    ALTER TABLE attempts ADD COLUMN stop_requested_at REAL;
+    CREATE INDEX jobs_state ON jobs(state);
+    """,
 ]
 
 VERSION = len(MIGRATIONS)

@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from nblaunch.errors import NBLaunchError, TransitionError, UnknownJobError
-from nblaunch.queue import scheduling, schema
+from nblaunch.errors import TransitionError, UnknownJobError
+from nblaunch.queue import scheduling
+from nblaunch.queue.connection import open_store, raise_fault
 from nblaunch.queue.rows import (
     AgentRow,
     AttemptRow,
@@ -31,87 +32,97 @@ from nblaunch.queue.rows import (
     job_row,
 )
 from nblaunch.queue.states import ACTIVE, FINAL, State, sources_of
+from nblaunch.retry import RetryPolicy
 from nblaunch.runners.base import Slots
 from nblaunch.runtime.contract import JobDir
+
+
+def already_ended(job: JobRow) -> TransitionError:
+    return TransitionError(
+        f"job {job.id} already ended ({job.state}); nothing was cancelled "
+        f"(`nblaunch show {job.id}` shows how it ended)"
+    )
 
 
 class Store:
     """Open (creating and migrating as needed) the store at ``path``."""
 
     def __init__(self, path: Path) -> None:
+        """Raises ``StoreError`` when ``path`` is not a readable nblaunch store
+        (``connection.open_store``); such a file is left exactly as it was."""
         self.path = path
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
+        self._db = open_store(path)
         # One connection may serve a kernel's main thread and its widget poller.
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA busy_timeout = 60000")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        # WAL + NORMAL survives a process crash; only an OS crash can lose the last commits.
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._migrate()
 
     def _one(self, sql: str, args: Any = ()) -> sqlite3.Row | None:
         with self._lock:
-            return self._db.execute(sql, args).fetchone()  # type: ignore[no-any-return]
+            try:
+                return self._db.execute(sql, args).fetchone()  # type: ignore[no-any-return]
+            except sqlite3.DatabaseError as exc:
+                raise_fault(self.path, exc)
 
     def _all(self, sql: str, args: Any = ()) -> list[sqlite3.Row]:
         """Reads hold the connection's lock too: a kernel thread and the widget
         poller share one connection, and neither may read inside the other's
         open transaction."""
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise_fault(self.path, exc)
 
     def close(self) -> None:
         self._db.close()
-
-    def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > schema.VERSION:
-            raise NBLaunchError(
-                f"store {self.path} has schema version {version}, newer than this nblaunch "
-                f"({schema.VERSION}); upgrade nblaunch"
-            )
-        if version == schema.VERSION:
-            return
-        with self.transaction():
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for number in range(version, schema.VERSION):
-                for statement in schema.MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {schema.VERSION}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction holding the write lock from its first statement."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # SQLite may have rolled back already
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                raise_fault(self.path, exc)
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
         """One read transaction: every query in the block sees the same moment."""
         with self._lock:
-            self._db.execute("BEGIN")
             try:
-                yield self._db
-            finally:
-                self._db.execute("COMMIT")
+                self._db.execute("BEGIN")
+                try:
+                    yield self._db
+                finally:
+                    if self._db.in_transaction:
+                        self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                raise_fault(self.path, exc)
 
     # -- jobs -------------------------------------------------------------
 
-    def insert_job(self, job_id: str, spec: Submission, job_dir: Path) -> JobRow:
+    def insert_job(
+        self,
+        job_id: str,
+        spec: Submission,
+        job_dir: Path,
+        retry: RetryPolicy | None = None,
+        timeout_s: float | None = None,
+    ) -> JobRow:
+        """Queue a job under ``retry`` (its queue's policy with its own overrides,
+        resolved at submission) and with its attempts limited to ``timeout_s``."""
         now = time.time()
         with self.transaction() as db:
             row = db.execute(
                 """INSERT INTO jobs (id, name, queue, state, priority, gpus, job_dir, sweep_id,
-                   max_retries, retry_backoff_s, max_preemptions, submitted_at, updated_at)
-                   VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
+                   retry_policy, timeout_s, submitted_at, updated_at)
+                   VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
                 (
                     job_id,
                     spec.name,
@@ -120,9 +131,8 @@ class Store:
                     spec.gpus * spec.nodes,
                     str(job_dir),
                     spec.sweep_id,
-                    spec.max_retries,
-                    spec.retry_backoff_s,
-                    spec.max_preemptions,
+                    (retry or RetryPolicy()).model_dump_json(),
+                    timeout_s,
                     now,
                     now,
                 ),
@@ -195,25 +205,16 @@ class Store:
         sharing those devices, so two queues never hand out one GPU.
         """
         now = time.time()
-        pool = list(pool) or [queue]
-        marks = ",".join("?" * len(pool))
         with self.transaction() as db:
-            active = db.execute(
-                f"""SELECT j.queue, j.gpus, a.gpu_ids FROM jobs j JOIN attempts a
-                   ON a.job_id = j.id AND a.n = j.attempt
-                   WHERE j.queue IN ({marks}) AND j.state IN ('starting', 'running')""",
-                pool,
-            ).fetchall()
-            used = {g for _, _, ids in active for g in ids.split(",") if g}
-            cpu_busy = sum(1 for q, gpus, _ in active if gpus == 0 and q == queue)
+            running, free, cpu_free = self._holdings(db, queue, slots, pool, now)
             # Stepped, not fetched: the first fitting job is usually the first row.
             candidates = db.execute(
-                """SELECT id, gpus FROM jobs WHERE queue = ? AND state = 'queued'
-                   AND not_before <= ? ORDER BY priority DESC, seq""",
+                """SELECT id, priority, gpus, timeout_s FROM jobs WHERE queue = ?
+                   AND state = 'queued' AND not_before <= ? ORDER BY priority DESC, seq""",
                 (queue, now),
             )
-            free = [g for g in slots.gpu_ids if g not in used]
-            chosen = scheduling.pick(candidates, free, slots.cpu_slots - cpu_busy)
+            waiting = (scheduling.Waiting(*row) for row in candidates)
+            chosen = scheduling.pick(waiting, free, cpu_free, running, now)
             candidates.close()
             if chosen is None:
                 return None
@@ -238,6 +239,80 @@ class Store:
             ).fetchone()
             self._event(db, job.id, job.attempt, State.QUEUED, State.STARTING, "claimed", now)
         return job, attempt_row(attempt)
+
+    def preemption_plan(
+        self, queue: str, slots: Slots, pool: Sequence[str], min_runtime_s: float
+    ) -> list[tuple[str, str]]:
+        """``(victim_id, for_job_id)`` pairs: running jobs of lower priority to preempt
+        so the first blocked job of each kind (GPU, CPU) in ``queue`` can start."""
+        now = time.time()
+        with self.reading() as db:
+            running, free, cpu_free = self._holdings(db, queue, slots, pool, now)
+            rows = db.execute(
+                """SELECT id, priority, gpus, timeout_s FROM jobs WHERE queue = ?
+                   AND state = 'queued' AND not_before <= ? ORDER BY priority DESC, seq""",
+                (queue, now),
+            ).fetchall()
+        plan: list[tuple[str, str]] = []
+        heads: dict[str, scheduling.Waiting] = {}
+        for row in rows:
+            job = scheduling.Waiting(*row)
+            heads.setdefault(job.kind, job)
+        for kind, head in heads.items():
+            available = len(free) if kind == scheduling.GPU else cpu_free
+            if head.need <= available:
+                continue
+            chosen = scheduling.victims(head, available, running, now, min_runtime_s)
+            plan.extend((r.job_id, head.job_id) for r in chosen)
+        return plan
+
+    @staticmethod
+    def _holdings(
+        db: sqlite3.Connection, queue: str, slots: Slots, pool: Sequence[str], now: float
+    ) -> tuple[list[scheduling.Running], list[str], int]:
+        """What runs now on ``queue``'s devices (GPU jobs of every queue in ``pool``,
+        CPU jobs of ``queue``), its free device ids, and its free CPU slots."""
+        pool = list(pool) or [queue]
+        marks = ",".join("?" * len(pool))
+        rows = db.execute(
+            f"""SELECT j.id, j.queue, j.priority, j.gpus, j.timeout_s, a.gpu_ids,
+                   COALESCE(a.running_at, a.started_at), a.stop_reason
+               FROM jobs j JOIN attempts a ON a.job_id = j.id AND a.n = j.attempt
+               WHERE j.queue IN ({marks}) AND j.state IN ('starting', 'running')""",
+            pool,
+        ).fetchall()
+        running: list[scheduling.Running] = []
+        used: set[str] = set()
+        cpu_busy = 0
+        for job_id, job_queue, priority, gpus, limit, ids, since, stop in rows:
+            if gpus == 0 and job_queue != queue:
+                continue  # CPU slots are each queue's own
+            used.update(g for g in ids.split(",") if g)
+            cpu_busy += gpus == 0
+            ends = since + limit if limit else None
+            running.append(
+                scheduling.Running(job_id, priority, gpus, ends, since, stopping=stop is not None)
+            )
+        free = [g for g in slots.gpu_ids if g not in used]
+        return running, free, slots.cpu_slots - cpu_busy
+
+    def mark_stop(self, job_id: str, attempt: int, reason: str, note: str) -> bool:
+        """Record that the agent is stopping the attempt, and why (``timeout``,
+        ``kernel_start``, ``priority``); False when it is no longer running or
+        already being stopped."""
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute(
+                """UPDATE attempts SET stop_reason = ?, stop_requested_at = ?
+                   WHERE job_id = ? AND n = ? AND stop_reason IS NULL
+                   AND state IN ('starting', 'running') RETURNING state""",
+                (reason, now, job_id, attempt),
+            ).fetchone()
+            if row is None:
+                return False
+            state = State(row[0])
+            self._event(db, job_id, attempt, state, state, note, now)
+        return True
 
     def transition(
         self,
@@ -290,14 +365,14 @@ class Store:
         now = time.time()
         job = self.job(job_id)
         if job.final:
-            return job
+            raise already_ended(job)
         if job.state is State.QUEUED:
             try:
                 return self.transition(job.id, State.CANCELLED, "cancelled before start")
             except TransitionError:
                 job = self.job(job.id)  # an agent claimed it meanwhile
                 if job.final:
-                    return job
+                    raise already_ended(job) from None
         with self.transaction() as db:
             db.execute(
                 """UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?),
@@ -445,6 +520,20 @@ class Store:
                 "UPDATE agents SET heartbeat_at = ?, stopped_at = ? WHERE id = ?",
                 (now, now if stopped else None, agent_id),
             )
+
+    def agent_heartbeat(self, pid: int) -> float | None:
+        """Last heartbeat of the newest agent registered with ``pid``."""
+        row = self._one(
+            "SELECT heartbeat_at FROM agents WHERE pid = ? ORDER BY id DESC LIMIT 1", (pid,)
+        )
+        return None if row is None else float(row[0])
+
+    def has_active_jobs(self) -> bool:
+        """Whether any job, on any queue, is queued or running."""
+        row = self._one(
+            "SELECT 1 FROM jobs WHERE state IN ('queued', 'starting', 'running') LIMIT 1"
+        )
+        return row is not None
 
     def latest_agent(self) -> AgentRow | None:
         row = self._one("SELECT * FROM agents ORDER BY id DESC LIMIT 1")

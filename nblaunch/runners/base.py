@@ -15,14 +15,29 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from nblaunch.errors import CapacityError
+from nblaunch.errors import CapacityError, SpecError
+from nblaunch.options import parse_duration
+from nblaunch.retry import RetryPolicy
 from nblaunch.runtime.contract import Outcome, RunDir
 
 __all__ = ["AttemptEnd", "Launch", "QueueOptions", "Runner", "Slots"]
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+#: seconds, from a number or ``90s`` / ``30m`` / ``2h``
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
 
 
 class QueueOptions(BaseModel):
@@ -38,7 +53,15 @@ class QueueOptions(BaseModel):
     spot_price_per_gpu_hour: float | None = Field(default=None, ge=0)
     preemptions_per_hour: float | None = Field(default=None, ge=0)
     cancel_grace_s: float = Field(default=30.0, ge=0)
-    max_retries: int = Field(default=0, ge=0)
+    retry: RetryPolicy = RetryPolicy()
+    #: an attempt running longer fails with reason ``timeout`` (jobs may set their own)
+    timeout_s: Duration | None = None
+    #: a kernel that has not answered by then is given up as ``lost`` (and retried)
+    kernel_start_timeout_s: Duration = 120.0
+    #: a waiting job preempts running jobs of lower priority when it cannot fit
+    preempt_lower_priority: bool = True
+    #: ...but never one that has run for less than this
+    min_runtime_s: float = Field(default=60.0, ge=0)
     workspace_limit_mb: float = Field(default=100.0, gt=0)
 
     def price(self) -> float | None:
@@ -131,6 +154,10 @@ class Runner(ABC):
         order = os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         return {"CUDA_VISIBLE_DEVICES": ",".join(launch.gpu_ids), "CUDA_DEVICE_ORDER": order}
 
+    def kernel_started(self, run: RunDir) -> bool:
+        """Whether a kernel of the attempt has come up (its start-up hooks ran)."""
+        return run.kernel_ready.exists()
+
     def log_files(self, run: RunDir) -> list[Path]:
         """Files holding an attempt's output, stdout first."""
         return run.log_files()
@@ -138,6 +165,11 @@ class Runner(ABC):
     @abstractmethod
     def submit(self, launch: Launch) -> dict[str, Any]:
         """Start the attempt; return a JSON-serializable handle for ``poll``/``cancel``."""
+
+    def recover(self, run: RunDir, job_id: str, attempt: int) -> dict[str, Any] | None:
+        """The handle of an attempt whose agent died between starting it and recording
+        its handle, if the attempt did start; None when it did not (or cannot tell)."""
+        return None
 
     @abstractmethod
     def poll(self, handle: dict[str, Any], run: RunDir) -> AttemptEnd | None:

@@ -54,6 +54,8 @@ class Env:
     PRICE_PER_GPU_HOUR = "NBLAUNCH_PRICE_PER_GPU_HOUR"
     PREEMPT_MARKER = "NBLAUNCH_PREEMPT_MARKER"
     PREEMPT_DEADLINE_S = "NBLAUNCH_PREEMPT_DEADLINE_S"
+    KERNEL_READY = "NBLAUNCH_KERNEL_READY"
+    KERNEL_START_TIMEOUT_S = "NBLAUNCH_KERNEL_START_TIMEOUT_S"
 
 
 # -- folders -----------------------------------------------------------------
@@ -66,6 +68,8 @@ BUNDLE_WORKSPACE_MANIFEST = "workspace.json"
 WORKSPACE = "workspace"
 RESUME_MARKER = ".nblaunch-complete"
 PREEMPT_MARKER = ".nblaunch-preempted"
+#: touched by the kernel's start-up hooks: the kernel came up and answered
+KERNEL_READY_MARKER = ".nblaunch-kernel-ready"
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,16 @@ class RunDir:
     def preempt_marker(self) -> Path:
         return self.path / PREEMPT_MARKER
 
+    @property
+    def runtime_process(self) -> Path:
+        """``{"pid", "create_time"}`` of the attempt's runtime, written as it starts."""
+        return self.path / "runtime.json"
+
+    @property
+    def kernel_ready(self) -> Path:
+        """Exists once a kernel of the attempt (any rank's) has started."""
+        return self.path / KERNEL_READY_MARKER
+
     def rank(self, rank: int) -> RankDir:
         return RankDir(self.path / "ranks" / str(rank))
 
@@ -174,15 +188,18 @@ class JobDir:
 
 
 class Outcome(str, Enum):
-    """How an attempt ended, as the runtime or its runner saw it."""
+    """How an attempt ended, as the runtime, its runner or the agent saw it."""
 
     SUCCEEDED = "succeeded"
     PREEMPTED = "preempted"
     CELL_ERROR = "cell_error"
     KERNEL_DIED = "kernel_died"
+    OOM = "oom"
+    TIMEOUT = "timeout"
     RUNTIME_ERROR = "runtime_error"
     RUNTIME_CRASHED = "runtime_crashed"
     RUNNER_ERROR = "runner_error"
+    KERNEL_START_FAILED = "kernel_start_failed"
     LOST = "lost"
     AGENT_DIED = "agent_died"
 
@@ -190,13 +207,22 @@ class Outcome(str, Enum):
         return self.value
 
     @property
+    def failure_class(self) -> str | None:
+        """What retry policies act on: ``preempted`` and ``lost`` (the infrastructure's
+        doing), ``oom``, ``timeout`` and ``failed`` (the job's); None for success."""
+        if self is Outcome.SUCCEEDED:
+            return None
+        if self in (Outcome.LOST, Outcome.AGENT_DIED, Outcome.KERNEL_START_FAILED):
+            return "lost"
+        if self in (Outcome.PREEMPTED, Outcome.OOM, Outcome.TIMEOUT):
+            return self.value
+        return "failed"
+
+    @property
     def state(self) -> str:
         """The attempt's end state: ``succeeded``, ``preempted``, ``lost`` or ``failed``."""
-        if self in (Outcome.SUCCEEDED, Outcome.PREEMPTED, Outcome.LOST):
-            return self.value
-        if self is Outcome.AGENT_DIED:
-            return Outcome.LOST.value
-        return "failed"
+        klass = self.failure_class
+        return "succeeded" if klass is None else klass if klass in INFRASTRUCTURE else "failed"
 
     @property
     def exit_code(self) -> int:
@@ -204,6 +230,9 @@ class Outcome(str, Enum):
         return _EXIT_CODES.get(self, 1)
 
 
+#: failure classes that are not the job's fault: retried by default
+INFRASTRUCTURE = ("preempted", "lost")
+FAILURE_CLASSES = ("preempted", "lost", "failed", "oom", "timeout")
 _EXIT_CODES = {Outcome.SUCCEEDED: 0, Outcome.PREEMPTED: 143, Outcome.KERNEL_DIED: 138}
 
 

@@ -16,6 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from nblaunch.runtime.contract import BUNDLE_SPEC, WORKSPACE, Env, JobDir, RunDir
 from nblaunch.runtime.environment import job_environment
 from nblaunch.runtime.notebook import SignalForwarder, run_notebook
@@ -28,6 +30,9 @@ def main(argv: list[str]) -> int:
         return 2
     bundle, run = Path(argv[0]).resolve(), RunDir(Path(argv[1]).resolve())
     run.path.mkdir(parents=True, exist_ok=True)
+    # First of all: an agent that died while starting this attempt finds it by this.
+    me = psutil.Process()
+    run.runtime_process.write_text(json.dumps({"pid": me.pid, "create_time": me.create_time()}))
     forwarder = SignalForwarder(run.preempt_marker)
     forwarder.install()
     started = time.time()
@@ -45,7 +50,9 @@ def main(argv: list[str]) -> int:
 
             result = run_distributed(bundle, run, spec, forwarder)
         else:
-            result = run_notebook(bundle, run.output, run.workspace, spec, forwarder)
+            result = run_notebook(
+                bundle, run.output, run.workspace, spec, forwarder, run.kernel_ready
+            )
     finally:
         stop_sampling.set()
     result = replace(result, started_at=started, finished_at=time.time())

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -19,6 +21,7 @@ from typing import IO, Any
 import psutil
 
 from nblaunch.runtime.contract import BUNDLE_NOTEBOOK, Env, Outcome, Result
+from nblaunch.runtime.oom import is_oom_error, oom_kills
 
 # The kernel installs nblaunch's hooks before any user code runs, so the job's
 # notebook stays exactly the user's (cell indexes match bare papermill's).
@@ -60,21 +63,54 @@ class SignalForwarder:
         return signal.SIGTERM in self.received
 
 
+def ipc_kernel_manager() -> type:
+    """A kernel manager whose channels are Unix sockets in a private folder.
+
+    Over TCP, jupyter_client picks free ports, releases them and the kernel
+    binds them later; under load another process takes one meanwhile and the
+    kernel dies with ``Address already in use``. Sockets in a fresh folder
+    cannot clash.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            # Short: a socket path must fit in 107 bytes.
+            return os.path.join(tempfile.mkdtemp(prefix="nblk-"), "k")
+
+        def cleanup_ipc_files(self) -> None:
+            super().cleanup_ipc_files()
+            shutil.rmtree(os.path.dirname(self.ip), ignore_errors=True)
+
+    return IPCKernelManager
+
+
 def run_notebook(
     bundle: Path,
     output: Path,
     cwd: Path,
     spec: dict[str, Any],
     forwarder: SignalForwarder,
+    ready: Path,
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
 ) -> Result:
-    """Run the notebook once with papermill in ``cwd``."""
+    """Run the notebook once with papermill in ``cwd``; the kernel touches ``ready``
+    once it is up, which tells a kernel that never started from a failing job."""
     import papermill
     from nbclient.exceptions import DeadKernelError
 
     if forwarder.preempted:  # told to stop before the notebook started: run nothing
         return ended(forwarder, Outcome.PREEMPTED, None)
+    os.environ[Env.KERNEL_READY] = str(ready)
+    start_timeout = float(os.environ.get(Env.KERNEL_START_TIMEOUT_S, "120"))
+    kills_before = oom_kills()
     try:
         papermill.execute_notebook(
             str(bundle / BUNDLE_NOTEBOOK),
@@ -87,6 +123,8 @@ def run_notebook(
             request_save_on_cell_execute=True,
             autosave_cell_every=10,
             extra_arguments=[KERNEL_HOOKS],
+            start_timeout=start_timeout,
+            kernel_manager_class=ipc_kernel_manager(),
         )
     except papermill.PapermillExecutionError as exc:
         error = {
@@ -95,11 +133,28 @@ def run_notebook(
             "cell_index": exc.cell_index,
             "traceback": exc.traceback,
         }
-        return ended(forwarder, Outcome.CELL_ERROR, error)
-    except DeadKernelError as exc:
-        error = {"ename": "DeadKernelError", "evalue": str(exc), "cell_index": None}
-        return ended(forwarder, Outcome.KERNEL_DIED, error)
+        oom = is_oom_error(exc.ename, exc.evalue)
+        return ended(forwarder, Outcome.OOM if oom else Outcome.CELL_ERROR, error)
     except Exception as exc:  # the notebook could not run at all: report, never hide
+        if not ready.exists():
+            error = {
+                "ename": "KernelStartFailed",
+                "evalue": f"the kernel did not start: {type(exc).__name__}: {exc}",
+                "cell_index": None,
+            }
+            return ended(forwarder, Outcome.KERNEL_START_FAILED, error)
+        if isinstance(exc, DeadKernelError):
+            kills = oom_kills()
+            if kills is not None and kills_before is not None and kills > kills_before:
+                error = {
+                    "ename": "OutOfMemory",
+                    "evalue": "the kernel was killed by the out-of-memory killer "
+                    f"(cgroup oom_kill {kills_before} -> {kills})",
+                    "cell_index": None,
+                }
+                return ended(forwarder, Outcome.OOM, error)
+            error = {"ename": "DeadKernelError", "evalue": str(exc), "cell_index": None}
+            return ended(forwarder, Outcome.KERNEL_DIED, error)
         logging.getLogger(__name__).exception("papermill could not run the notebook")
         error = {"ename": type(exc).__name__, "evalue": str(exc), "cell_index": None}
         return ended(forwarder, Outcome.RUNTIME_ERROR, error)

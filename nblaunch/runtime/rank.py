@@ -35,7 +35,9 @@ def main(argv: list[str]) -> int:
         err: IO[str] = err_log
         if rank == 0:  # rank 0 speaks for the job: its streams go to the job's logs as well
             out, err = cast(IO[str], Tee(out, sys.stdout)), cast(IO[str], Tee(err, sys.stderr))
-        result = run_notebook(bundle, output, run.workspace, spec, forwarder, out, err)
+        result = run_notebook(
+            bundle, output, run.workspace, spec, forwarder, run.kernel_ready, out, err
+        )
     result.write(folder.result)
     return result.outcome.exit_code
 

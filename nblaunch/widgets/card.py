@@ -19,6 +19,7 @@ from typing import Any
 import ipywidgets as w
 
 from nblaunch.api import Job
+from nblaunch.errors import NBLaunchError
 from nblaunch.queue.states import State
 from nblaunch.runtime.contract import GPU_PREFIX, MAX_STEPS_METRIC
 from nblaunch.snapshots import JobSnapshot
@@ -202,7 +203,11 @@ class JobCard(StaticFallback, w.VBox):
         self.actions.children = (self.cancel_button, self.output_button, self.logs_button)
 
     def _do_cancel(self, _button: Any = None) -> None:
-        self.job.cancel()
+        try:
+            self.job.cancel()
+        except NBLaunchError as exc:  # it ended since the card last refreshed
+            self.logs_button.value = False
+            self.panel.outputs = ({"output_type": "stream", "name": "stdout", "text": f"{exc}\n"},)
         self._keep()
         self.refresh()
         poller().wake()

@@ -365,6 +365,20 @@ def job_details_text(snap: JobSnapshot) -> str:
     lines.append(f"{'cost':16} {money}, {hours} GPU-hours")
     if snap.error is not None:
         lines.append(f"{'error':16} {snap.error}")
+    policy = snap.retry_policy
+    lines.append(
+        f"{'retry':16} on {', '.join(policy.retry_on) or 'nothing'}; "
+        f"{snap.retries} retried, {snap.preemptions} preempted"
+        + (f"; time limit {snap.timeout_s:g}s" if snap.timeout_s else "")
+    )
+    for a in snap.attempts:
+        stamp = time.strftime("%H:%M:%S", time.localtime(a.started_at))
+        how = a.state.value if a.failure_class is None else f"{a.state.value} ({a.failure_class})"
+        why = f": {a.error}" if a.error is not None else ""
+        lines.append(f"  attempt {a.n:<3} {stamp} {how}{why}")
+    if snap.state is State.QUEUED and snap.not_before > snap.taken_at:
+        stamp = time.strftime("%H:%M:%S", time.localtime(snap.not_before))
+        lines.append(f"  attempt {snap.attempt + 1:<3} not before {stamp}")
     for event in snap.events:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
         lines.append(f"  {stamp} {event.from_state or '-':>9} -> {event.to_state:9} {event.reason}")

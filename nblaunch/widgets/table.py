@@ -7,12 +7,14 @@ the table, and each row's cancel button asks once more before it cancels.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
 import ipywidgets as w
 
 from nblaunch.api import Queue
+from nblaunch.errors import TransitionError
 from nblaunch.snapshots import FILTERS, LIVE, QueueSnapshot
 from nblaunch.widgets import render
 from nblaunch.widgets.fallback import StaticFallback
@@ -135,7 +137,10 @@ class QueueStatus(ViewTracking, StaticFallback, w.VBox):
             row.button.button_style = "danger"
             return
         row.armed = False
-        self.queue.job(row.job_id).cancel()
+        # A job that ended since the table was drawn has nothing to cancel; the
+        # refresh shows how it ended.
+        with contextlib.suppress(TransitionError):
+            self.queue.job(row.job_id).cancel()
         self.refresh(force=True)
         poller().wake()
 

@@ -189,7 +189,7 @@ def test_store_twice_adds_no_object_and_hardlinks(no_git_above: Path, tmp_path: 
             assert copy.read_bytes() == (ws / rel).read_bytes()
             obj = objects_dir / entry["sha256"][:2] / entry["sha256"]
             assert copy.stat().st_ino == obj.stat().st_ino
-            assert obj.stat().st_mode & 0o777 == 0o444
+            assert obj.stat().st_mode & 0o777 == 0o400
 
 
 def test_store_sees_an_edit_that_keeps_size_and_mtime(no_git_above: Path, tmp_path: Path) -> None:

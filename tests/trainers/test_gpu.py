@@ -107,3 +107,20 @@ def test_trainer_fsdp(nbl_home: Path, tmp_path: Path, ranks: int) -> None:
     assert "fsdp: True" in texts[0], texts[0]
     assert "FSDP" in texts[0] or "FullyShardedDataParallel" in texts[0], texts[0]  # FSDP2 / FSDP1
     _decreasing(losses(job))
+
+
+@pytest.mark.skipif(cuda_devices() < 1, reason="needs a CUDA GPU")
+def test_cuda_out_of_memory_ends_with_class_oom(nbl_home: Path, tmp_path: Path) -> None:
+    import nblaunch
+    from tests.conftest import make_notebook
+
+    nb = make_notebook(
+        tmp_path / "cuda_oom.ipynb",
+        "import torch\ntotal = torch.cuda.get_device_properties(0).total_memory",
+        "blob = torch.empty(2 * total, dtype=torch.uint8, device='cuda')",
+    )
+    job = nblaunch.submit(nb, gpus=1)
+    assert job.wait(timeout=300).value == "failed", job.logs()
+    snap = job.snapshot(metrics=False)
+    assert snap.error is not None and snap.error.ename == "OutOfMemoryError", snap.error
+    assert [a.failure_class for a in snap.attempts] == ["oom"]

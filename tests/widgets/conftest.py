@@ -23,7 +23,9 @@ from nblaunch.widgets.poller import poller
 
 
 @pytest.fixture
-def store(nbl_home: Path) -> Store:
+def store(nbl_home: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    # These tests move jobs through their states by hand: no agent may take them.
+    monkeypatch.setenv("NBLAUNCH_AGENT_AUTOSTART", "0")
     return api.store(nbl_home)
 
 
@@ -45,7 +47,6 @@ def add_job(
     params: dict[str, Any] | None = None,
     sweep_id: str | None = None,
     gpus: int = 0,
-    max_retries: int = 0,
     options: dict[str, Any] | None = None,
 ) -> api.Job:
     """Queue a job without an agent (its bundle is real; nothing will run it)."""
@@ -59,7 +60,6 @@ def add_job(
         params=params or {},
         sweep_id=sweep_id,
         gpus=gpus,
-        max_retries=max_retries,
         options=options or {},
     )
     job_id = secrets.token_hex(4)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from nblaunch.queue.states import State
+from nblaunch.retry import RetryPolicy
 from nblaunch.runtime.contract import Cost
 from nblaunch.snapshots import JobError, JobSnapshot, Progress, QueueSnapshot
 from nblaunch.widgets import render, render_estimate
@@ -22,8 +23,10 @@ def snap(**over: Any) -> JobSnapshot:
         "priority": 10,
         "gpus": 4,
         "attempt": 2,
-        "max_retries": 3,
         "retries": 1,
+        "retry_policy": RetryPolicy(),
+        "not_before": 0.0,
+        "timeout_s": None,
         "preemptions": 1,
         "sweep_id": None,
         "queue_position": None,
@@ -70,7 +73,7 @@ def test_running_card_shows_attempt_timing_losses_gpu_and_cost() -> None:
     header = render.job_header_html(snap())
     assert 'data-state="running"' in header and ">running</span>" in header
     assert "gpt2-finetune" in header and "ab12cd34" in header
-    assert "attempt 2 of 4 (1 preemption)" in header and "4 GPUs" in header
+    assert "attempt 2 (1 preemption)" in header and "4 GPUs" in header
     details = render.job_details_html(snap())
     for text in (
         "elapsed <b>10m 00s</b>",
@@ -128,7 +131,7 @@ def test_job_text_lines() -> None:
     text = render.job_text(snap())
     assert (
         text.splitlines()[0]
-        == "job ab12cd34 (gpt2-finetune) running, attempt 2 of 4 (1 preemption)"
+        == "job ab12cd34 (gpt2-finetune) running, attempt 2 (1 preemption)"
     )
     assert "step 250/1000 · elapsed 10m 00s · ETA 30m 00s · loss 1.235 · eval_loss 1.5" in text
     assert "GPU 87% · 21.3 GB" in text and "cost $4.20 so far" in text and "output.ipynb" in text

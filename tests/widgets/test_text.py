@@ -26,7 +26,7 @@ def test_display_job_prints_text(
     log_metrics(store, job, "loss", [0.5])
     widgets.display_job(job)
     out = capsys.readouterr().out
-    assert out.startswith(f"job {job.id} (plain) running, attempt 1 of 1") and "loss 0.5" in out
+    assert out.startswith(f"job {job.id} (plain) running, attempt 1") and "loss 0.5" in out
 
 
 def test_job_mimebundle_without_frontend_is_text_and_static_html(nbl_home: Path) -> None:

@@ -17,7 +17,7 @@ from nblaunch.errors import CapacityError
 from nblaunch.runners.base import AttemptEnd, Launch, Runner, Slots
 from nblaunch.runners.local.options import LocalOptions
 from nblaunch.runners.result import end_from_result
-from nblaunch.runtime.contract import RunDir
+from nblaunch.runtime.contract import Env, RunDir
 
 #: local queues share this machine's devices
 DEVICE_POOL = "local"
@@ -75,7 +75,12 @@ class LocalRunner(Runner):
         proc = self._hand_to_warm(order) or self._start_cold(order)
         self._children[proc.pid] = proc
         self._spawn_warm()
-        return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
+        return {
+            "pid": proc.pid,
+            "create_time": psutil.Process(proc.pid).create_time(),
+            "job_id": launch.job_id,
+            "attempt": launch.attempt,
+        }
 
     def _spawn_warm(self) -> None:
         self._warm = subprocess.Popen(
@@ -110,6 +115,13 @@ class LocalRunner(Runner):
                 start_new_session=True,
             )
 
+    def recover(self, run: RunDir, job_id: str, attempt: int) -> dict[str, Any] | None:
+        try:
+            started = json.loads(run.runtime_process.read_text())
+        except (OSError, ValueError):
+            return None
+        return {**started, "job_id": job_id, "attempt": attempt}
+
     def poll(self, handle: dict[str, Any], run: RunDir) -> AttemptEnd | None:
         pid = handle["pid"]
         child = self._children.get(pid)
@@ -125,9 +137,7 @@ class LocalRunner(Runner):
         return end_from_result(run, code)
 
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
-        if not _alive(handle):
-            return
-        threading.Thread(target=_terminate_tree, args=(handle["pid"], grace_s), daemon=True).start()
+        threading.Thread(target=_terminate_attempt, args=(handle, grace_s), daemon=True).start()
 
     def preempt(self, handle: dict[str, Any]) -> None:
         # As a container runtime does: SIGTERM to the job's main process, which
@@ -145,23 +155,42 @@ def _alive(handle: dict[str, Any]) -> bool:
         return False
 
 
-def _terminate_tree(pid: int, grace_s: float) -> None:
-    """SIGTERM the runtime and everything under it (the kernel sits in its own
-    session, so a process-group signal would miss it), then SIGKILL what is
-    left after ``grace_s``."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
+def _attempt_processes(handle: dict[str, Any]) -> list[psutil.Process]:
+    """Every process of the attempt: the runtime's tree, and whatever left it
+    (a double-forked daemon a cell started) but still carries the attempt's
+    job id and number in its environment, which every child inherits."""
+    procs = []
+    if _alive(handle):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(handle["pid"])
+            procs = [root, *root.children(recursive=True)]
+    job_id, attempt = handle.get("job_id"), str(handle.get("attempt"))
+    if job_id is None:
+        return procs
+    seen = {p.pid for p in procs} | {os.getpid()}
+    for proc in psutil.process_iter():
+        if proc.pid in seen:
+            continue
+        try:
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue  # another user's, or gone
+        if env.get(Env.JOB_ID) == job_id and env.get(Env.ATTEMPT) == attempt:
+            procs.append(proc)
+    return procs
+
+
+def _terminate_attempt(handle: dict[str, Any], grace_s: float) -> None:
+    """SIGTERM the runtime and everything of the attempt (the kernel sits in its
+    own session, so a process-group signal would miss it), then SIGKILL what is
+    left after ``grace_s``, including processes started during the grace."""
+    procs = _attempt_processes(handle)
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.send_signal(signal.SIGTERM)
     _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    # Children started during the grace period are caught here too.
-    for proc in list(alive):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            alive.extend(c for c in proc.children(recursive=True) if c not in alive)
+    seen = {p.pid for p in procs}
+    alive.extend(p for p in _attempt_processes(handle) if p.pid not in seen)
     for proc in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()

@@ -1,0 +1,145 @@
+"""Chaos: 200 short jobs while agents are SIGKILLed and jobs preempted at random
+moments, with no manual agent restart (every API call that touches the home brings
+an agent back). Every job must end in exactly one final state, no two attempts of
+a job may overlap, attempts stay within the retry policy, and every succeeded job
+leaves exactly the side effect it should."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import nblaunch
+from nblaunch import api
+from nblaunch.agent.lockfile import holder_pid
+from nblaunch.errors import TransitionError
+from nblaunch.queue.states import FINAL
+from nblaunch.runtime.contract import Result
+from tests.conftest import make_notebook, write_queues
+
+JOBS = 200
+KILL_EVERY = 8  # jobs finished between agent kills
+PREEMPT_EVERY = 6  # jobs finished between preemptions
+DEADLINE_S = 900
+
+WRITE_RESULT = """\
+import os
+tmp = os.path.join(out, f".{name}.tmp")
+with open(tmp, "w") as fh:
+    fh.write(str(result))
+os.replace(tmp, os.path.join(out, name))
+"""
+TRAIN = """\
+import json, os, time, nblaunch
+ckpt = os.path.join(os.environ["NBLAUNCH_CHECKPOINT_DIR"], "step.json")
+step = json.load(open(ckpt))["step"] if os.path.exists(ckpt) else 0
+while step < steps and not nblaunch.preempted():
+    time.sleep(0.05)
+    step += 1
+json.dump({"step": step}, open(ckpt, "w"))
+result = step
+"""
+
+
+def _kind(i: int) -> str:
+    return ("ok", "ok", "ok", "fail", "train")[i % 5]
+
+
+@pytest.mark.timeout(DEADLINE_S + 120)
+def test_chaos(nbl_home: Path, tmp_path: Path) -> None:
+    rng = random.Random(int(os.environ.get("NBLAUNCH_CHAOS_SEED", "10")))
+    write_queues(
+        nbl_home,
+        "[queues.local]\nmax_concurrent = 4\ncancel_grace_s = 5\n"
+        "[queues.local.retry]\ninitial_s = 0.2\nmax_s = 2\nmax_lost = 10\nmax_preemptions = 50\n",
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    params = "name = ''\nout = ''\nsteps = 40"
+    notebooks = {
+        "ok": make_notebook(tmp_path / "ok.ipynb", "result = 'ok'", WRITE_RESULT, params=params),
+        "fail": make_notebook(
+            tmp_path / "fail.ipynb", "raise ValueError('deterministic')", WRITE_RESULT,
+            params=params,
+        ),
+        "train": make_notebook(tmp_path / "train.ipynb", TRAIN, WRITE_RESULT, params=params),
+    }  # fmt: skip
+    started = time.monotonic()
+    jobs: dict[str, str] = {}
+    for i in range(JOBS):
+        kind = _kind(i)
+        name = f"{kind}{i:03d}"
+        job = nblaunch.submit(notebooks[kind], params={"name": name, "out": str(out)}, name=name)
+        jobs[job.id] = name
+
+    kills = preemptions = 0
+    finished_at_kill = finished_at_preempt = 0
+    while True:
+        assert time.monotonic() - started < DEADLINE_S, Counter(s.state.value for s in snaps)
+        snaps = api.jobs()  # touches the home: a killed agent comes back here
+        done = sum(s.state in FINAL for s in snaps)
+        if done == JOBS:
+            break
+        if done - finished_at_kill >= KILL_EVERY:
+            agent = holder_pid(nbl_home)
+            if agent is not None:
+                os.kill(agent, signal.SIGKILL)
+                kills += 1
+                finished_at_kill = done
+        if done - finished_at_preempt >= PREEMPT_EVERY:
+            running = [s for s in snaps if s.state.value == "running"]
+            if running:
+                try:
+                    nblaunch.Job(rng.choice(running).id).preempt()
+                    preemptions += 1
+                    finished_at_preempt = done
+                except TransitionError:
+                    pass  # it ended meanwhile; the next one
+        time.sleep(0.05)
+    took = time.monotonic() - started
+
+    db = api.store()
+    states: Counter[str] = Counter()
+    attempts_total = lost = requeued = 0
+    for job_id, name in jobs.items():
+        row = db.job(job_id)
+        kind = name.rstrip("0123456789")
+        states[row.state.value] += 1
+        finals = [e for e in db.events(job_id) if e.to_state in {s.value for s in FINAL}]
+        assert len(finals) == 1, (name, finals)
+        attempts = db.attempts(job_id)
+        attempts_total += len(attempts)
+        classes = Counter(a.failure_class for a in attempts if a.failure_class)
+        lost += classes["lost"]
+        requeued += len(attempts) - 1
+        # within policy: the job's own failures are not retried; infrastructure
+        # failures stay under their caps
+        assert classes["failed"] <= 1, (name, classes)
+        assert row.lost_retries <= 10 and row.preemptions <= 50, row
+        # no two attempts overlap, by the store's clock and by the runtimes' own
+        for before, after in zip(attempts, attempts[1:], strict=False):
+            assert before.finished_at is not None and before.finished_at <= after.started_at
+            first, second = Result.read(before.run_dir / "result.json"), Result.read(
+                after.run_dir / "result.json"
+            )
+            if first and second and first.finished_at and second.started_at:
+                assert first.finished_at <= second.started_at, (name, first, second)
+        effect = out / name
+        if kind == "fail":
+            assert row.state.value == "failed", (name, row.state, row.error)
+            assert not effect.exists()
+        else:
+            assert row.state.value == "succeeded", (name, row.state, row.error)
+            assert effect.read_text() == ("ok" if kind == "ok" else "40"), name
+    assert kills >= 20 and preemptions >= 20, (kills, preemptions)
+    print(
+        f"\nchaos: {JOBS} jobs ({', '.join(f'{n} {s}' for s, n in sorted(states.items()))}); "
+        f"{kills} agent SIGKILLs, {preemptions} preemptions; {attempts_total} attempts, "
+        f"{requeued} requeued, {lost} lost; {took:.0f}s"
+    )
