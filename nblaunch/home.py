@@ -16,11 +16,15 @@ import tempfile
 from pathlib import Path
 
 from nblaunch.errors import StoreError
-from nblaunch.runtime.contract import Env
+from nblaunch.runtime.contract import (
+    PRIVATE_DIR,
+    PRIVATE_FILE,
+    READ_ONLY_FILE,
+    Env,
+    make_private_dir,
+)
 
-PRIVATE_DIR = 0o700
-PRIVATE_FILE = 0o600
-READ_ONLY_FILE = 0o400
+__all__ = ["PRIVATE_DIR", "PRIVATE_FILE", "READ_ONLY_FILE", "make_private_dir"]
 
 
 def home() -> Path:
@@ -88,16 +92,6 @@ def _tighten(path: Path, st: os.stat_result) -> None:
     if empty or store_path(path).is_file():
         with contextlib.suppress(OSError):
             os.chmod(path, mode & PRIVATE_DIR)
-
-
-def make_private_dir(path: Path) -> None:
-    """Create ``path`` and any missing parents, each ``PRIVATE_DIR`` (existing ones kept)."""
-    missing = []
-    while not path.is_dir() and path.parent != path:
-        missing.append(path)
-        path = path.parent
-    for folder in reversed(missing):
-        folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
 
 
 def store_path(root: Path) -> Path:

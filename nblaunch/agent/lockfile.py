@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nblaunch.runtime.contract import PRIVATE_FILE
+
 
 def agent_lock_path(root: Path) -> Path:
     return root / "agent.lock"
@@ -22,7 +24,7 @@ def wake_path(root: Path) -> Path:
 @contextmanager
 def held(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` for the block (blocking)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -32,7 +34,7 @@ def held(path: Path) -> Iterator[None]:
 
 def try_hold(path: Path) -> int | None:
     """Take the lock without waiting: its fd (keep it open to keep the lock), or None."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -77,7 +79,7 @@ def open_wake_channel(root: Path) -> tuple[int, int]:
     path = wake_path(root)
     if not path.exists():
         with contextlib.suppress(FileExistsError):
-            os.mkfifo(path, 0o600)
+            os.mkfifo(path, PRIVATE_FILE)
     read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     write_fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
     return read_fd, write_fd

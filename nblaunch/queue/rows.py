@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -119,19 +120,30 @@ class AgentRow:
     stopped_at: float | None
 
 
+# Rows are read far more often than their text changes: the same folder and policy
+# texts come back on every read, so each is parsed once (all three are immutable).
+_STATES = {s.value: s for s in State}
+_path = lru_cache(maxsize=4096)(Path)
+
+
+@lru_cache(maxsize=256)
+def _policy(text: str) -> RetryPolicy:
+    return RetryPolicy.model_validate_json(text)
+
+
 def job_row(row: sqlite3.Row) -> JobRow:
-    d = dict(row)
-    d["state"] = State(d["state"])
-    d["job_dir"] = Path(d["job_dir"])
+    d = dict(zip(row.keys(), row, strict=True))
+    d["state"] = _STATES[d["state"]]
+    d["job_dir"] = _path(d["job_dir"])
     d["error"] = json.loads(d["error"]) if d["error"] else None
-    d["retry_policy"] = RetryPolicy.model_validate_json(d["retry_policy"])
+    d["retry_policy"] = _policy(d["retry_policy"])
     return JobRow(**d)
 
 
 def attempt_row(row: sqlite3.Row) -> AttemptRow:
-    d = dict(row)
-    d["state"] = State(d["state"])
-    d["run_dir"] = Path(d["run_dir"])
+    d = dict(zip(row.keys(), row, strict=True))
+    d["state"] = _STATES[d["state"]]
+    d["run_dir"] = _path(d["run_dir"])
     d["gpu_ids"] = tuple(g for g in d["gpu_ids"].split(",") if g)
     d["handle"] = json.loads(d["handle"]) if d["handle"] else None
     d["error"] = json.loads(d["error"]) if d["error"] else None

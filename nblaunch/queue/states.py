@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from functools import cache
 
 
 class State(str, Enum):
@@ -49,6 +50,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 ACTIVE = frozenset({State.STARTING, State.RUNNING})
 
 
+@cache
 def sources_of(target: State) -> tuple[str, ...]:
     """States from which ``target`` may be reached, as values for SQL ``IN``."""
     return tuple(s.value for s, nxt in TRANSITIONS.items() if target in nxt)

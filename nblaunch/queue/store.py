@@ -339,25 +339,29 @@ class Store:
         assignments = ", ".join(f"{k} = ?" for k in sets)
         values = [json.dumps(v) if isinstance(v, dict) else v for v in sets.values()]
         with self.transaction() as db:
-            before = db.execute(
-                "SELECT state, attempt FROM jobs WHERE id = ?", (job_id,)
-            ).fetchone()
-            if before is None:
-                raise UnknownJobError(f"no job {job_id!r}; list jobs with `nblaunch jobs`")
+            # With one possible source the state before is known: no read needed.
+            source = sources[0] if len(sources) == 1 else None
+            if source is None:
+                before = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                source = None if before is None else before[0]
             row = db.execute(
                 f"UPDATE jobs SET {assignments} WHERE id = ? AND state IN ({marks}) RETURNING *",
                 (*values, job_id, *sources),
             ).fetchone()
             if row is None:
-                raise TransitionError(f"job {job_id} is {before['state']}; it cannot become {to}")
+                now_in = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if now_in is None:
+                    raise UnknownJobError(f"no job {job_id!r}; list jobs with `nblaunch jobs`")
+                raise TransitionError(f"job {job_id} is {now_in[0]}; it cannot become {to}")
+            attempt = row["attempt"]
             fields = dict(attempt_fields or {})
             if attempt_state is not None:
                 fields["state"] = attempt_state.value
                 if attempt_state in FINAL or attempt_state in (State.PREEMPTED, State.LOST):
                     fields.setdefault("finished_at", now)
-            if fields and before["attempt"] > 0:
-                self._update_attempt(db, job_id, before["attempt"], fields)
-            self._event(db, job_id, before["attempt"], State(before["state"]), to, reason, now)
+            if fields and attempt > 0:
+                self._update_attempt(db, job_id, attempt, fields)
+            self._event(db, job_id, attempt, State(source), to, reason, now)
         return job_row(row)
 
     def request_cancel(self, job_id: str) -> JobRow:

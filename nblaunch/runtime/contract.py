@@ -30,6 +30,30 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+# -- file modes ----------------------------------------------------------------
+
+#: Everything nblaunch writes is the user's alone: folders, files, and stored
+#: workspace objects (read-only, so a job cannot write through a link).
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+READ_ONLY_FILE = 0o400
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parents, each ``PRIVATE_DIR`` (existing ones kept)."""
+    missing = []
+    while not path.is_dir() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+
+
+def open_private(path: str | os.PathLike[str], flags: int = os.O_WRONLY | os.O_APPEND) -> int:
+    """A file descriptor on ``path``, created ``PRIVATE_FILE`` when it is new."""
+    return os.open(path, flags | os.O_CREAT, PRIVATE_FILE)
+
+
 # -- environment -------------------------------------------------------------
 
 
@@ -268,7 +292,9 @@ class Result:
     def write(self, path: Path) -> None:
         """Write whole or not at all: a reader never sees half a result."""
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_json())
+        fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.to_json())
         os.replace(tmp, path)
 
     @classmethod

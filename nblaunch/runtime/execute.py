@@ -18,7 +18,15 @@ from typing import Any
 
 import psutil
 
-from nblaunch.runtime.contract import BUNDLE_SPEC, WORKSPACE, Env, JobDir, RunDir
+from nblaunch.runtime.contract import (
+    BUNDLE_SPEC,
+    WORKSPACE,
+    Env,
+    JobDir,
+    RunDir,
+    make_private_dir,
+    open_private,
+)
 from nblaunch.runtime.environment import job_environment
 from nblaunch.runtime.notebook import SignalForwarder, run_notebook
 from nblaunch.runtime.workspace import materialize
@@ -29,10 +37,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m nblaunch.runtime BUNDLE RUN_DIR", file=sys.stderr)
         return 2
     bundle, run = Path(argv[0]).resolve(), RunDir(Path(argv[1]).resolve())
-    run.path.mkdir(parents=True, exist_ok=True)
+    make_private_dir(run.path)
     # First of all: an agent that died while starting this attempt finds it by this.
     me = psutil.Process()
-    run.runtime_process.write_text(json.dumps({"pid": me.pid, "create_time": me.create_time()}))
+    with os.fdopen(open_private(run.runtime_process, os.O_WRONLY | os.O_TRUNC), "w") as fh:
+        fh.write(json.dumps({"pid": me.pid, "create_time": me.create_time()}))
     forwarder = SignalForwarder(run.preempt_marker)
     forwarder.install()
     started = time.time()
@@ -74,7 +83,7 @@ def serve_warm() -> int:
     os.environ.clear()
     os.environ.update(order["env"])
     for fd, path in ((1, order["stdout"]), (2, order["stderr"])):
-        target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        target = open_private(path)
         os.dup2(target, fd)
         os.close(target)
     devnull = os.open(os.devnull, os.O_RDONLY)

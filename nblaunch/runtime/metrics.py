@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from nblaunch.runtime.contract import METRICS_FILE, Env
+from nblaunch.runtime.contract import METRICS_FILE, Env, open_private
 
 
 def log(data: Mapping[str, Any], step: int | None = None, *, all_ranks: bool = False) -> None:
@@ -33,7 +33,7 @@ def log(data: Mapping[str, Any], step: int | None = None, *, all_ranks: bool = F
     line = json.dumps(
         {"step": None if step is None else int(step), "time": time.time(), "metrics": numbers}
     )
-    fd = os.open(os.path.join(run_dir, METRICS_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_private(os.path.join(run_dir, METRICS_FILE))
     try:
         os.write(fd, (line + "\n").encode())
     finally:

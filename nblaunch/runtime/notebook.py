@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import psutil
 
-from nblaunch.runtime.contract import BUNDLE_NOTEBOOK, Env, Outcome, Result
+from nblaunch.runtime.contract import BUNDLE_NOTEBOOK, Env, Outcome, Result, open_private
 from nblaunch.runtime.oom import is_oom_error, oom_kills
 
 # The kernel installs nblaunch's hooks before any user code runs, so the job's
@@ -109,6 +109,7 @@ def run_notebook(
     if forwarder.preempted:  # told to stop before the notebook started: run nothing
         return ended(forwarder, Outcome.PREEMPTED, None)
     os.environ[Env.KERNEL_READY] = str(ready)
+    os.close(open_private(output))  # papermill rewrites it in place: it keeps this mode
     start_timeout = float(os.environ.get(Env.KERNEL_START_TIMEOUT_S, "120"))
     kills_before = oom_kills()
     try:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import IO, cast
 
-from nblaunch.runtime.contract import BUNDLE_SPEC, RunDir
+from nblaunch.runtime.contract import BUNDLE_SPEC, RunDir, make_private_dir, open_private
 from nblaunch.runtime.notebook import SignalForwarder, run_notebook
 
 
@@ -25,12 +25,15 @@ def main(argv: list[str]) -> int:
     bundle, run = Path(argv[0]), RunDir(Path(argv[1]))
     rank = int(os.environ["RANK"])
     folder = run.rank(rank)
-    folder.path.mkdir(parents=True, exist_ok=True)
+    make_private_dir(folder.path)
     forwarder = SignalForwarder(folder.preempt_marker)
     forwarder.install()
     spec = json.loads((bundle / BUNDLE_SPEC).read_text())
     output = run.output if rank == 0 else folder.output
-    with open(folder.stdout, "a") as out_log, open(folder.stderr, "a") as err_log:
+    with (
+        os.fdopen(open_private(folder.stdout), "a") as out_log,
+        os.fdopen(open_private(folder.stderr), "a") as err_log,
+    ):
         out: IO[str] = out_log
         err: IO[str] = err_log
         if rank == 0:  # rank 0 speaks for the job: its streams go to the job's logs as well

@@ -10,6 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
+from nblaunch.runtime.contract import PRIVATE_FILE
+
 
 def materialize(src: Path, dest: Path) -> None:
     """Copy the stored workspace ``src`` into ``dest`` as writable files.
@@ -29,4 +31,4 @@ def materialize(src: Path, dest: Path) -> None:
             copied = target / name
             copied.unlink(missing_ok=True)  # never write through an existing link
             shutil.copyfile(Path(folder) / name, copied)
-            copied.chmod(0o644)
+            copied.chmod(PRIVATE_FILE)

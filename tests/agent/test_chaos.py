@@ -81,8 +81,8 @@ def test_chaos(nbl_home: Path, tmp_path: Path) -> None:
     kills = preemptions = 0
     finished_at_kill = finished_at_preempt = 0
     while True:
-        assert time.monotonic() - started < DEADLINE_S, Counter(s.state.value for s in snaps)
         snaps = api.jobs()  # touches the home: a killed agent comes back here
+        assert time.monotonic() - started < DEADLINE_S, Counter(s.state.value for s in snaps)
         done = sum(s.state in FINAL for s in snaps)
         if done == JOBS:
             break
@@ -125,8 +125,9 @@ def test_chaos(nbl_home: Path, tmp_path: Path) -> None:
         # no two attempts overlap, by the store's clock and by the runtimes' own
         for before, after in zip(attempts, attempts[1:], strict=False):
             assert before.finished_at is not None and before.finished_at <= after.started_at
-            first, second = Result.read(before.run_dir / "result.json"), Result.read(
-                after.run_dir / "result.json"
+            first, second = (
+                Result.read(before.run_dir / "result.json"),
+                Result.read(after.run_dir / "result.json"),
             )
             if first and second and first.finished_at and second.started_at:
                 assert first.finished_at <= second.started_at, (name, first, second)

@@ -59,9 +59,11 @@ def test_wait_returns_after_the_agent_was_killed_mid_job(nbl_home: Path, tmp_pat
     # The runtime goes on without its agent and finishes; only --wait's own polling
     # can bring an agent back to see that.
     result = wait_until(
-        lambda: json.loads((nblaunch.Job(job.id).run_dir / "result.json").read_text())
-        if (nblaunch.Job(job.id).run_dir / "result.json").exists()
-        else None,
+        lambda: (
+            json.loads((nblaunch.Job(job.id).run_dir / "result.json").read_text())
+            if (nblaunch.Job(job.id).run_dir / "result.json").exists()
+            else None
+        ),
         60,
         "the notebook to finish",
     )
@@ -142,9 +144,13 @@ def test_a_kernel_that_never_starts_is_retried_then_the_job_ends_lost(
     assert "did not start" in (attempts[0].error or {})["evalue"]
     # the mute kernels are gone with their attempts
     wait_until(
-        lambda: not [
-            p for p in psutil.process_iter(["cmdline"]) if "time.sleep(600)" in str(p.info["cmdline"])
-        ],
+        lambda: (
+            not [
+                p
+                for p in psutil.process_iter(["cmdline"])
+                if "time.sleep(600)" in str(p.info["cmdline"])
+            ]
+        ),
         30,
         "the mute kernels to be gone",
     )
@@ -224,9 +230,7 @@ json.dump({"step": step}, open(ckpt, "w"))
 """
 
 
-def test_a_critical_job_preempts_a_lower_one_which_resumes(
-    nbl_home: Path, tmp_path: Path
-) -> None:
+def test_a_critical_job_preempts_a_lower_one_which_resumes(nbl_home: Path, tmp_path: Path) -> None:
     write_queues(nbl_home, "[queues.local]\nmax_concurrent = 2\nmin_runtime_s = 1\n")
     trainer = make_notebook(tmp_path / "train.ipynb", CHECKPOINTING, params="steps = 200")
     low = [nblaunch.submit(trainer, name=f"low{i}", priority="low") for i in range(2)]

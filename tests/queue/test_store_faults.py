@@ -5,6 +5,7 @@ are the user's alone."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import nblaunch
 from nblaunch.errors import StoreError
 from nblaunch.queue import schema
 from nblaunch.queue.store import Store
@@ -391,3 +393,14 @@ def test_what_a_submit_writes_is_private(nbl_home: Path, notebook: Path) -> None
         assert mode(folder) == 0o700
     # The user's own notebook folder keeps its modes.
     assert {p: mode(p) for p in user_modes} == user_modes
+
+    # What the attempt writes: its folder, logs, result and metrics, the user's alone.
+    job = nblaunch.Job(json.loads(done.stdout)["id"])
+    assert job.wait(timeout=120).value == "succeeded", job.logs()
+    run = job.run()
+    assert run is not None
+    for path in (run.path, run.logs):
+        assert mode(path) == 0o700, path
+    written = [run.stdout, run.stderr, run.result, run.runtime_process, run.output]
+    for path in written + [run.metrics] * run.metrics.exists():
+        assert mode(path) == 0o600, path

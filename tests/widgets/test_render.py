@@ -129,10 +129,7 @@ def test_card_html_has_progress_bar_and_sparkline() -> None:
 
 def test_job_text_lines() -> None:
     text = render.job_text(snap())
-    assert (
-        text.splitlines()[0]
-        == "job ab12cd34 (gpt2-finetune) running, attempt 2 (1 preemption)"
-    )
+    assert text.splitlines()[0] == "job ab12cd34 (gpt2-finetune) running, attempt 2 (1 preemption)"
     assert "step 250/1000 · elapsed 10m 00s · ETA 30m 00s · loss 1.235 · eval_loss 1.5" in text
     assert "GPU 87% · 21.3 GB" in text and "cost $4.20 so far" in text and "output.ipynb" in text
 

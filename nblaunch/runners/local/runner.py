@@ -17,7 +17,7 @@ from nblaunch.errors import CapacityError
 from nblaunch.runners.base import AttemptEnd, Launch, Runner, Slots
 from nblaunch.runners.local.options import LocalOptions
 from nblaunch.runners.result import end_from_result
-from nblaunch.runtime.contract import Env, RunDir
+from nblaunch.runtime.contract import Env, RunDir, make_private_dir, open_private
 
 #: local queues share this machine's devices
 DEVICE_POOL = "local"
@@ -62,7 +62,7 @@ class LocalRunner(Runner):
 
     def submit(self, launch: Launch) -> dict[str, Any]:
         run = launch.run
-        run.logs.mkdir(parents=True, exist_ok=True)
+        make_private_dir(run.logs)
         # An empty CUDA_VISIBLE_DEVICES hides every GPU from a job that asked for none.
         env = {**os.environ, **launch.env, **self.attempt_env(launch)}
         order = {
@@ -104,7 +104,10 @@ class LocalRunner(Runner):
         return proc
 
     def _start_cold(self, order: dict[str, Any]) -> subprocess.Popen[bytes]:
-        with open(order["stdout"], "ab") as out, open(order["stderr"], "ab") as err:
+        with (
+            os.fdopen(open_private(order["stdout"]), "ab") as out,
+            os.fdopen(open_private(order["stderr"]), "ab") as err,
+        ):
             return subprocess.Popen(
                 [sys.executable, "-m", "nblaunch.runtime", order["bundle"], order["run_dir"]],
                 cwd=order["run_dir"],
