@@ -55,6 +55,23 @@ def isolated_home(queues: str = "") -> Iterator[Path]:
                 os.environ["NBLAUNCH_HOME"] = old
 
 
+def notebook(path: Path, params: str, body: str) -> Path:
+    """Write a two-cell notebook at ``path``: a ``parameters`` cell, then ``body``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path
+
+
 def timed(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()

@@ -9,33 +9,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
-
-from benchmarks.harness import isolated_home, median, python, report, run, timed
+from benchmarks.harness import isolated_home, median, notebook, python, report, run, timed
 
 ROUNDS = 7
-
-
-def trivial_notebook(folder: Path) -> Path:
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("x = 1")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("y = x * 2\nprint(y)")]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    path = folder / "trivial.ipynb"
-    nbformat.write(nb, path)
-    return path
 
 
 def main() -> None:
     bin_dir = Path(python()).parent
     with tempfile.TemporaryDirectory() as tmp, isolated_home() as home:
         folder = Path(tmp)
-        nb = trivial_notebook(folder)
+        nb = notebook(folder / "trivial.ipynb", "x = 1", "y = x * 2\nprint(y)")
         import nblaunch
         from nblaunch.agent.spawn import ensure_agent
         from nblaunch.api import store

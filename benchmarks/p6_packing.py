@@ -12,9 +12,7 @@ import random
 import tempfile
 from pathlib import Path
 
-import nbformat
-
-from benchmarks.harness import isolated_home, report
+from benchmarks.harness import isolated_home, notebook, report
 
 SLOTS = 8
 #: (GPUs, seconds asleep): 40 jobs, a seeded mix of sizes and lengths
@@ -25,22 +23,11 @@ WORKLOAD = [(_RNG.choice((1, 1, 2, 2, 4)), _RNG.choice((5, 10, 15, 20))) for _ i
 MARGIN_FACTOR = 4.0
 
 
-def sleeper(folder: Path) -> Path:
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("seconds = 1")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("import time\ntime.sleep(seconds)")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python", "language": "python"}
-    path = folder / "sleep.ipynb"
-    nbformat.write(nb, path)
-    return path
-
-
 def main() -> None:
     import nblaunch
 
     with tempfile.TemporaryDirectory() as tmp, isolated_home(f"[queues.local]\ngpus = {SLOTS}\n"):
-        nb = sleeper(Path(tmp))
+        nb = notebook(Path(tmp) / "sleep.ipynb", "seconds = 1", "import time\ntime.sleep(seconds)")
         probe = nblaunch.submit(nb, params={"seconds": 0}, gpus=1)
         assert probe.wait(timeout=300).value == "succeeded", probe.logs()
         (first,) = probe._store.attempts(probe.id)

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from nblaunch.agent import lockfile
 from nblaunch.errors import NBLaunchError, TransitionError
@@ -276,13 +277,8 @@ class Agent:
         run = RunDir(attempt.run_dir)
         handle = runner.recover(run, job.id, attempt.n)
         if handle is not None:
-            self.store.transition(
-                job.id,
-                State.RUNNING,
-                f"adopted from an agent that died while starting it ({runner.name} runner)",
-                attempt_state=State.RUNNING,
-                attempt_fields={"handle": handle, "running_at": time.time()},
-            )
+            note = f"adopted from an agent that died while starting it ({runner.name} runner)"
+            self._running(job, handle, note)
             return
         if time.time() - attempt.started_at >= ADOPT_GRACE_S:
             self._finish(job, attempt, AttemptEnd(Outcome.AGENT_DIED))
@@ -332,14 +328,18 @@ class Agent:
             error = {"ename": type(exc).__name__, "evalue": str(exc), "cell_index": None}
             self._finish(job, attempt, AttemptEnd(Outcome.RUNNER_ERROR, error))
             return
+        self._running(job, handle, f"started by {runner.name} runner")
+        log.info("started %s attempt %d", job.id, attempt.n)
+
+    def _running(self, job: JobRow, handle: dict[str, Any], note: str) -> None:
+        """Record that the runner holds the attempt (by ``handle``) from now on."""
         self.store.transition(
             job.id,
             State.RUNNING,
-            f"started by {runner.name} runner",
+            note,
             attempt_state=State.RUNNING,
             attempt_fields={"handle": handle, "running_at": time.time()},
         )
-        log.info("started %s attempt %d", job.id, attempt.n)
 
     def _job_env(self, job: JobRow, attempt: AttemptRow) -> dict[str, str]:
         env = {

@@ -30,14 +30,10 @@ class Pick:
     gpu_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Waiting:
-    """A queued job that may start now."""
+class _Demand:
+    """What a job holds or asks for: GPUs, or one CPU slot when it asks for none."""
 
-    job_id: str
-    priority: int
     gpus: int
-    time_limit_s: float | None = None
 
     @property
     def kind(self) -> str:
@@ -49,7 +45,17 @@ class Waiting:
 
 
 @dataclass(frozen=True)
-class Running:
+class Waiting(_Demand):
+    """A queued job that may start now."""
+
+    job_id: str
+    priority: int
+    gpus: int
+    time_limit_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Running(_Demand):
     """A job holding devices (or a CPU slot) now."""
 
     job_id: str
@@ -60,14 +66,6 @@ class Running:
     running_since: float
     #: already told to stop (its devices come free soon)
     stopping: bool = False
-
-    @property
-    def kind(self) -> str:
-        return GPU if self.gpus else CPU
-
-    @property
-    def need(self) -> int:
-        return self.gpus or 1
 
 
 def pick(

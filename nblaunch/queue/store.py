@@ -36,6 +36,11 @@ from nblaunch.retry import RetryPolicy
 from nblaunch.runners.base import Slots
 from nblaunch.runtime.contract import JobDir
 
+#: the queued jobs of a queue that may start now, in the order they are served
+#: (``scheduling.Waiting``'s fields)
+_WAITING = """SELECT id, priority, gpus, timeout_s FROM jobs WHERE queue = ?
+   AND state = 'queued' AND not_before <= ? ORDER BY priority DESC, seq"""
+
 
 def already_ended(job: JobRow) -> TransitionError:
     return TransitionError(
@@ -208,11 +213,7 @@ class Store:
         with self.transaction() as db:
             running, free, cpu_free = self._holdings(db, queue, slots, pool, now)
             # Stepped, not fetched: the first fitting job is usually the first row.
-            candidates = db.execute(
-                """SELECT id, priority, gpus, timeout_s FROM jobs WHERE queue = ?
-                   AND state = 'queued' AND not_before <= ? ORDER BY priority DESC, seq""",
-                (queue, now),
-            )
+            candidates = db.execute(_WAITING, (queue, now))
             waiting = (scheduling.Waiting(*row) for row in candidates)
             chosen = scheduling.pick(waiting, free, cpu_free, running, now)
             candidates.close()
@@ -248,11 +249,7 @@ class Store:
         now = time.time()
         with self.reading() as db:
             running, free, cpu_free = self._holdings(db, queue, slots, pool, now)
-            rows = db.execute(
-                """SELECT id, priority, gpus, timeout_s FROM jobs WHERE queue = ?
-                   AND state = 'queued' AND not_before <= ? ORDER BY priority DESC, seq""",
-                (queue, now),
-            ).fetchall()
+            rows = db.execute(_WAITING, (queue, now)).fetchall()
         plan: list[tuple[str, str]] = []
         heads: dict[str, scheduling.Waiting] = {}
         for row in rows:

@@ -4,10 +4,11 @@ A timed job's wall time depends on what else the machine is doing; a test
 that compares two jobs run a minute apart compares two loads as much as two
 predictions. :class:`ReferenceWorkload` trains the jobs' tiny GPT-2 on
 random tokens in a process of its own, for as long as the test runs, and
-stamps the time of every step. Its step rate over a job's span is the
-machine's speed during that job, measured in the same run, on the same kind
-of work: every CPU-bound thread gets the same fair share of the cores, so
-load that slows the job slows the reference alike.
+stamps the time of every step. Its step rate over a span of a job is the
+machine's speed then, measured in the same run, on the same kind of work:
+the scheduler gives the reference's one thread the same share of the cores
+as a job's one training thread, so load that slows the one slows the other
+alike.
 
 Run as a script it is the workload itself: ``python reference_workload.py STAMPS``.
 """
@@ -25,7 +26,7 @@ __all__ = ["ReferenceWorkload"]
 
 
 class ReferenceWorkload:
-    """The reference process: start it, wait until it steps, read its rate over a span.
+    """The reference process: start it, wait until it steps, read its rate over spans.
 
     Parameters
     ----------
@@ -78,12 +79,17 @@ class ReferenceWorkload:
                 raise TimeoutError(f"reference workload made no {steps} steps in {timeout} s")
             time.sleep(0.1)
 
-    def rate(self, start: float, end: float) -> float:
-        """Steps per second the reference made between wall-clock ``start`` and ``end``."""
+    def rate(self, *spans: tuple[float, float]) -> float:
+        """Steps per second the reference made over ``spans``, disjoint wall-clock
+        ``(start, end)`` pairs."""
         times = self._times()
-        steps = bisect.bisect_right(times, end) - bisect.bisect_left(times, start)
-        assert steps > 0 and end > start, (start, end, len(times))
-        return steps / (end - start)
+        steps = sum(
+            bisect.bisect_right(times, end) - bisect.bisect_left(times, start)
+            for start, end in spans
+        )
+        seconds = sum(end - start for start, end in spans)
+        assert steps > 0 and seconds > 0, (spans, len(times))
+        return steps / seconds
 
     def _times(self) -> list[float]:
         lines = self.stamps.read_text().splitlines()
@@ -97,8 +103,7 @@ def _train(stamps: Path) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    # One thread: the reference adds one runnable thread to the machine, the same
-    # in every span it measures.
+    # One thread, like a job's training loop under the test's OMP_NUM_THREADS=1.
     torch.set_num_threads(1)
     config = GPT2Config(vocab_size=512, n_positions=128, n_layer=2, n_head=2, n_embd=64)
     model = GPT2LMHeadModel(config)

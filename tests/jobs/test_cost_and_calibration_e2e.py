@@ -10,6 +10,7 @@ import pytest
 
 import nblaunch
 from nblaunch.jobs.estimate import estimate
+from nblaunch.runtime.contract import MAX_STEPS_METRIC, PERF_RUNTIME_S
 from tests.conftest import make_notebook, run_cli, write_queues
 from tests.jobs.reference_workload import ReferenceWorkload
 
@@ -53,12 +54,15 @@ def test_calibration_predicts_a_run_with_twice_the_steps(
 
     The prediction is made at the machine's speed during the calibration run, and
     the measured run may meet another load (other tests, other users). A reference
-    workload, the same model's training steps in a session of its own like each
-    job's, runs beside both jobs; its step rate during each job is the machine's
-    speed then, measured in this run. The prediction is scaled by the ratio of the
-    two before the ±25% check, so a load that comes or goes between the runs is
-    measured instead of blamed on the calibration. On a steady machine the ratio
-    is 1 and the check is the plain one.
+    workload, the same model's training steps in a session of its own, runs beside
+    both jobs; its step rate is the machine's speed, measured in this run. Each
+    part of the prediction is scaled by the ratio of that speed between the two
+    runs over the part of the run it comes from: the training time over the
+    training loops, the per-job overhead over the rest (start-up, evaluation, the
+    notebook's save). Only then is it checked to ±25% of the measured run, so a
+    load that comes or goes between the runs is measured instead of blamed on the
+    calibration. On a steady machine both ratios are 1 and the check is the plain
+    one.
 
     A warm-up job runs first on a queue of its own (calibration is per queue, so
     it does not count): the first torch + transformers job on a fresh machine
@@ -86,10 +90,15 @@ def test_calibration_predicts_a_run_with_twice_the_steps(
     def tokens(steps: int) -> int:
         return steps * common["batch_size"] * common["seq_len"]
 
-    def span(job: nblaunch.Job) -> tuple[float, float]:
+    def speeds(job: nblaunch.Job) -> tuple[float, float]:
+        """The reference's step rate during the job's training loop (from the trainer
+        callback's first metric to its last) and during the rest of its attempt."""
         attempt = job._store.attempts(job.id)[-1]
         assert attempt.running_at is not None and attempt.finished_at is not None
-        return attempt.running_at, attempt.finished_at
+        begin = job.metrics(MAX_STEPS_METRIC)[-1]["time"]
+        end = job.metrics(PERF_RUNTIME_S)[-1]["time"]
+        rest = ((attempt.running_at, begin), (end, attempt.finished_at))
+        return reference.rate((begin, end)), reference.rate(*rest)
 
     with ReferenceWorkload(tmp_path / "reference.txt") as reference:
         warmup = nblaunch.submit(nb, params={**common, "max_steps": 20}, queue="warmup")
@@ -103,17 +112,21 @@ def test_calibration_predicts_a_run_with_twice_the_steps(
         )
         second = nblaunch.submit(nb, params={**common, "max_steps": 600}, name="measured")
         assert second.wait(timeout=600).value == "succeeded", second.logs()
-        speed_then = reference.rate(*span(first))
-        speed_now = reference.rate(*span(second))
+        (loop_then, rest_then), (loop_now, rest_now) = speeds(first), speeds(second)
     assert "calibrat" in before.mfu_source, before.mfu_source
-    start, end = span(second)
-    measured_s = end - start
-    predicted_s = before.hours * 3600
-    # The prediction at the speed the machine had during the measured run.
-    expected_s = predicted_s * speed_then / speed_now
+    attempt = second._store.attempts(second.id)[-1]
+    assert attempt.running_at is not None and attempt.finished_at is not None
+    measured_s = attempt.finished_at - attempt.running_at
+    training_s = before.compute_hours * 3600
+    assert before.hours * 3600 == pytest.approx(training_s + before.overhead_s)
+    # The prediction at the speeds the machine had during the measured run.
+    expected_s = training_s * loop_then / loop_now + before.overhead_s * rest_then / rest_now
     assert abs(expected_s - measured_s) <= 0.25 * measured_s, {
-        "predicted_s": predicted_s,
-        "reference_steps_per_s": (speed_then, speed_now),
+        "predicted_s": before.hours * 3600,
+        "reference_steps_per_s": {
+            "training": (loop_then, loop_now),
+            "rest": (rest_then, rest_now),
+        },
         "expected_s": expected_s,
         "measured_s": measured_s,
         "estimate": before.to_dict(),

@@ -18,6 +18,7 @@ from nblaunch.jobs.workspace import (
     list_workspace,
     store_workspace,
 )
+from nblaunch.runtime.contract import PRIVATE_FILE
 from nblaunch.runtime.workspace import materialize
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -224,7 +225,7 @@ def test_materialize_gives_writable_copies(no_git_above: Path, tmp_path: Path) -
     obj = obj / manifest["files"]["data/x.csv"]["sha256"]
     copy = attempt / "data" / "x.csv"
     assert copy.stat().st_ino != obj.stat().st_ino
-    assert copy.stat().st_mode & 0o777 == 0o644
+    assert copy.stat().st_mode & 0o777 == PRIVATE_FILE  # writable, and the user's alone
     with open(copy, "a") as f:
         f.write("3,4\n")
     assert obj.read_text() == "a,b\n"
