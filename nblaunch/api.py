@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Mapping
 from functools import cached_property, lru_cache
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nblaunch.errors import (
+    AgentStartError,
     ConfigError,
     JobFailedError,
     SpecError,
@@ -158,6 +160,8 @@ def submit_spec(spec: JobSpec, notebook: dict[str, Any], root: Path | None = Non
 #: when each home was last checked for a live agent, so reads stay cheap
 _supervised: dict[Path, float] = {}
 SUPERVISE_EVERY_S = 1.0
+#: homes whose agent could not start, already reported
+_unsupervised: set[Path] = set()
 
 
 def supervise(root: Path, *, force: bool = False) -> None:
@@ -171,7 +175,14 @@ def supervise(root: Path, *, force: bool = False) -> None:
     _supervised[root] = now
     from nblaunch.agent.spawn import supervise as start_if_needed
 
-    start_if_needed(root, store(root))
+    try:
+        start_if_needed(root, store(root))
+    except AgentStartError as exc:
+        # Reading the queue must still work (a typo in queues.toml stops agents
+        # from starting); say it once, and submitting gives the error itself.
+        if root not in _unsupervised:
+            _unsupervised.add(root)
+            print(f"nblaunch: no agent could start, so jobs wait: {exc}", file=sys.stderr)
 
 
 def _queue_options(root: Path, name: str) -> QueueOptions | None:

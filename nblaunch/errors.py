@@ -36,6 +36,10 @@ class StoreError(NBLaunchError):
     """
 
 
+class AgentStartError(NBLaunchError):
+    """The background agent could not be started (see its log)."""
+
+
 class ConfigError(NBLaunchError):
     """The queues file is malformed or names an unknown key."""
 

@@ -72,8 +72,8 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
     JobOption("--name", "job name shown in listings (default: the notebook's name)", str),
     JobOption(
         "--retry-on",
-        "failure classes to retry, comma-separated: preempted, lost, failed, oom, timeout "
-        "(default: the queue's; preempted,lost unless set)",
+        "the job's own failure classes to retry, comma-separated: failed, oom, timeout "
+        "(preempted and lost are always retried, under their caps; default: the queue's)",
         str,
         metavar="CLASSES",
     ),
@@ -93,10 +93,36 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
         metavar="N",
     ),
     JobOption(
+        "--max-lost",
+        "retries after an attempt was lost: its process, node or kernel start "
+        "(default: the queue's)",
+        int,
+        minimum=0,
+        metavar="N",
+    ),
+    JobOption(
         "--backoff",
         "seconds before the first retry; each retry waits longer (default: the queue's)",
         float,
         metavar="S",
+    ),
+    JobOption(
+        "--backoff-multiplier",
+        "each retry waits this many times longer than the one before (default: the queue's)",
+        float,
+        metavar="X",
+    ),
+    JobOption(
+        "--backoff-max",
+        "the longest wait between retries, in seconds (default: the queue's)",
+        float,
+        metavar="S",
+    ),
+    JobOption(
+        "--jitter",
+        "each wait is cut by a random share of up to this fraction, 0 to 1 (default: the queue's)",
+        float,
+        metavar="F",
     ),
     JobOption(
         "--timeout",
@@ -187,7 +213,11 @@ def job_fields(values: Mapping[str, Any]) -> dict[str, Any]:
             "retry_on": values.get("retry_on"),
             "max_retries": values.get("max_retries"),
             "max_preemptions": values.get("max_preemptions"),
+            "max_lost": values.get("max_lost"),
             "initial_s": values.get("backoff"),
+            "multiplier": values.get("backoff_multiplier"),
+            "max_s": values.get("backoff_max"),
+            "jitter": values.get("jitter"),
         },
         "options": options,
     }

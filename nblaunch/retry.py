@@ -2,8 +2,8 @@
 
 A queue sets the default (``[queues.NAME.retry]`` in queues.toml); a job may
 override any key from the magic, the CLI or the API. Infrastructure failures
-(``preempted``, ``lost``) are retried by default, each class under its own
-cap; the job's own failures (``failed``, ``oom``, ``timeout``) only when
+(``preempted``, ``lost``) are always retried, each under its own cap (0 turns
+it off); the job's own failures (``failed``, ``oom``, ``timeout``) only when
 listed in ``retry_on``, under ``max_retries`` (SkyPilot's split).
 """
 
@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nblaunch.errors import SpecError
-from nblaunch.runtime.contract import FAILURE_CLASSES, INFRASTRUCTURE
+from nblaunch.runtime.contract import FAILURE_CLASSES, INFRASTRUCTURE, FailureClass
 
-__all__ = ["FailureClass", "RetryPolicy", "retry_overrides"]
+__all__ = ["RetryPolicy", "retry_counter", "retry_overrides"]
 
-FailureClass = Literal["preempted", "lost", "failed", "oom", "timeout"]
+#: per failure class: the job's counter of its retries, and the policy key capping them
+_BUDGETS = {"preempted": ("preemptions", "max_preemptions"), "lost": ("lost_retries", "max_lost")}
+_OWN_BUDGET = ("retries", "max_retries")
+
+
+def retry_counter(failure_class: str) -> str:
+    """The job field that counts retries of ``failure_class``."""
+    return _BUDGETS.get(failure_class, _OWN_BUDGET)[0]
 
 
 class RetryPolicy(BaseModel):
@@ -28,7 +35,7 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    retry_on: tuple[FailureClass, ...] = INFRASTRUCTURE  # type: ignore[assignment]
+    retry_on: tuple[FailureClass, ...] = INFRASTRUCTURE
     #: retries of the job's own failures (``failed``, ``oom``, ``timeout``) when listed
     max_retries: int = Field(default=3, ge=0)
     #: requeues after a preemption; each resumes from the checkpoint
@@ -42,15 +49,16 @@ class RetryPolicy(BaseModel):
     #: failed together do not all come back at the same instant
     jitter: float = Field(default=0.5, ge=0, le=1)
 
+    @field_validator("retry_on")
+    @classmethod
+    def _with_infrastructure(cls, classes: tuple[FailureClass, ...]) -> tuple[FailureClass, ...]:
+        return tuple(c for c in FAILURE_CLASSES if c in classes or c in INFRASTRUCTURE)
+
     def cap(self, failure_class: str) -> int:
         """How many retries ``failure_class`` gets (0 when it is not retried)."""
         if failure_class not in self.retry_on:
             return 0
-        if failure_class == "preempted":
-            return self.max_preemptions
-        if failure_class == "lost":
-            return self.max_lost
-        return self.max_retries
+        return int(getattr(self, _BUDGETS.get(failure_class, _OWN_BUDGET)[1]))
 
     def backoff_s(self, retries_done: int, rng: random.Random | None = None) -> float:
         """Delay before the next retry: exponential from ``initial_s``, capped at
@@ -75,6 +83,11 @@ def retry_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
         classes = overrides["retry_on"]
         if isinstance(classes, str):
             classes = [c.strip() for c in classes.split(",") if c.strip()]
+        if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+            raise SpecError(
+                f"retry_on: expected a list of failure classes, got {classes!r}; "
+                f"use any of {', '.join(FAILURE_CLASSES)}"
+            )
         unknown = [c for c in classes if c not in FAILURE_CLASSES]
         if unknown:
             raise SpecError(

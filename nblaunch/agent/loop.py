@@ -14,6 +14,7 @@ import select
 import signal
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -39,15 +40,26 @@ ADOPT_GRACE_S = 5.0
 KERNEL_START_MARGIN_S = 30.0
 
 
+class Stop(str, Enum):
+    """Why the agent stopped an attempt (``attempts.stop_reason``)."""
+
+    TIMEOUT = "timeout"
+    KERNEL_START = "kernel_start"
+    PRIORITY = "priority"
+
+
 def _stopped_end(job: JobRow, attempt: AttemptRow, end: AttemptEnd) -> AttemptEnd:
-    """How an attempt the agent stopped ended: a time limit or a kernel that never
-    started, whatever the runtime made of the signal (unless it finished first)."""
-    if end.outcome is Outcome.SUCCEEDED or attempt.stop_reason not in ("timeout", "kernel_start"):
+    """How an attempt the agent stopped ended: a time limit, a kernel that never
+    started, or a preemption for a higher priority, whatever the runtime made of
+    the signal (unless it finished first)."""
+    if end.outcome is Outcome.SUCCEEDED or attempt.stop_reason is None:
         return end
-    if attempt.stop_reason == "timeout":
+    if attempt.stop_reason == Stop.PRIORITY:
+        return AttemptEnd(Outcome.PREEMPTED, None, end.exit_code)
+    if attempt.stop_reason == Stop.TIMEOUT:
         error = {
             "ename": "Timeout",
-            "evalue": f"the attempt ran past its {job.timeout_s:g}s time limit",
+            "evalue": f"the attempt ran past its {job.timeout_s or 0:g}s time limit",
             "cell_index": None,
         }
         return AttemptEnd(Outcome.TIMEOUT, error, end.exit_code)
@@ -241,7 +253,7 @@ class Agent:
         attempt = self.store.attempts(victim.id)[-1]
         note = f"preempted for higher-priority job {waiting_id}"
         if attempt.handle is None or not self.store.mark_stop(
-            victim.id, attempt.n, "priority", note
+            victim.id, attempt.n, Stop.PRIORITY, note
         ):
             return
         log.info("job %s %s", victim.id, note)
@@ -254,9 +266,8 @@ class Agent:
                 self._adopt_or_requeue(job, attempt, runner)
             return
         if job.cancel_requested_at is not None and (job.id, attempt.n) not in self._cancelling:
-            self._cancelling.add((job.id, attempt.n))
             log.info("cancelling %s attempt %d", job.id, attempt.n)
-            runner.cancel(attempt.handle, runner.options.cancel_grace_s)
+            self._cancel(job, attempt, runner, runner.options.cancel_grace_s)
         if job.preempt_requested_at is not None:
             log.info("preempting %s attempt %d", job.id, attempt.n)
             runner.preempt(attempt.handle)
@@ -264,6 +275,8 @@ class Agent:
         run = RunDir(attempt.run_dir)
         if attempt.stop_reason is None:
             self._enforce_limits(job, attempt, runner, run)
+        else:
+            self._see_stop_through(job, attempt, runner)
         end = runner.poll(attempt.handle, run)
         self._ingest(job, attempt)
         if end is not None:
@@ -278,7 +291,7 @@ class Agent:
         handle = runner.recover(run, job.id, attempt.n)
         if handle is not None:
             note = f"adopted from an agent that died while starting it ({runner.name} runner)"
-            self._running(job, handle, note)
+            self._running(job, handle, note, since=attempt.started_at)
             return
         if time.time() - attempt.started_at >= ADOPT_GRACE_S:
             self._finish(job, attempt, AttemptEnd(Outcome.AGENT_DIED))
@@ -293,15 +306,35 @@ class Agent:
         ran = time.time() - attempt.running_at
         start_limit = runner.options.kernel_start_timeout_s + KERNEL_START_MARGIN_S
         if job.timeout_s is not None and ran > job.timeout_s:
-            reason, note = "timeout", f"past its {job.timeout_s:g}s time limit; stopping"
+            reason, note = Stop.TIMEOUT, f"past its {job.timeout_s:g}s time limit; stopping"
         elif ran > start_limit and not runner.kernel_started(run):
-            reason, note = "kernel_start", f"no kernel after {start_limit:g}s; stopping"
+            reason, note = Stop.KERNEL_START, f"no kernel after {start_limit:g}s; stopping"
         else:
             return
         if self.store.mark_stop(job.id, attempt.n, reason, note):
             log.info("job %s attempt %d %s", job.id, attempt.n, note)
-            assert attempt.handle is not None
-            runner.cancel(attempt.handle, runner.options.cancel_grace_s)
+            self._cancel(job, attempt, runner, runner.options.cancel_grace_s)
+
+    def _see_stop_through(self, job: JobRow, attempt: AttemptRow, runner: Runner) -> None:
+        """Make sure a stopped attempt ends: the agent that stopped it may have died
+        before its kill, and a preempted job that ignores SIGTERM past the grace is
+        killed (the next attempt resumes from its last checkpoint)."""
+        if (job.id, attempt.n) in self._cancelling or attempt.stop_requested_at is None:
+            return
+        grace = runner.options.cancel_grace_s
+        left = grace - (time.time() - attempt.stop_requested_at)
+        if attempt.stop_reason == Stop.PRIORITY and left > 0:
+            return
+        log.info(
+            "job %s attempt %d: seeing its %s stop through", job.id, attempt.n, attempt.stop_reason
+        )
+        self._cancel(job, attempt, runner, max(0.0, left))
+
+    def _cancel(self, job: JobRow, attempt: AttemptRow, runner: Runner, grace_s: float) -> None:
+        """Stop the attempt's processes (SIGTERM, SIGKILL after ``grace_s``), once."""
+        assert attempt.handle is not None
+        self._cancelling.add((job.id, attempt.n))
+        runner.cancel(attempt.handle, grace_s)
 
     def _ingest(self, job: JobRow, attempt: AttemptRow) -> None:
         """Move the attempt's new metric lines into the store, while it runs and
@@ -331,14 +364,17 @@ class Agent:
         self._running(job, handle, f"started by {runner.name} runner")
         log.info("started %s attempt %d", job.id, attempt.n)
 
-    def _running(self, job: JobRow, handle: dict[str, Any], note: str) -> None:
-        """Record that the runner holds the attempt (by ``handle``) from now on."""
+    def _running(
+        self, job: JobRow, handle: dict[str, Any], note: str, since: float | None = None
+    ) -> None:
+        """Record that the runner holds the attempt (by ``handle``), running since
+        ``since`` (now by default): its time limit counts from then."""
         self.store.transition(
             job.id,
             State.RUNNING,
             note,
             attempt_state=State.RUNNING,
-            attempt_fields={"handle": handle, "running_at": time.time()},
+            attempt_fields={"handle": handle, "running_at": since or time.time()},
         )
 
     def _job_env(self, job: JobRow, attempt: AttemptRow) -> dict[str, str]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from nblaunch.agent import lockfile
-from nblaunch.errors import NBLaunchError
+from nblaunch.errors import AgentStartError
 from nblaunch.home import PRIVATE_FILE
 from nblaunch.queue.store import Store
 from nblaunch.runtime.contract import Env
@@ -52,7 +52,7 @@ def live_agent(root: Path, store: Store) -> int | None:
     """Pid of the agent serving ``root``, or None when none holds the lock or its
     heartbeat is older than its lease."""
     pid = lockfile.holder_pid(root)
-    if pid is None or _hung(store, pid):
+    if pid is None or is_hung(store, pid):
         return None
     return pid
 
@@ -74,7 +74,7 @@ def ensure_agent(root: Path, store: Store) -> int:
     """Pid of the agent now serving ``root`` (started in the background if needed)."""
     with lockfile.held(spawn_lock_path(root)):
         pid = lockfile.holder_pid(root)
-        if pid is not None and not _hung(store, pid):
+        if pid is not None and not is_hung(store, pid):
             lockfile.wake(root)
             return pid
         if pid is not None:
@@ -82,7 +82,8 @@ def ensure_agent(root: Path, store: Store) -> int:
         return _start_background_agent(root)
 
 
-def _hung(store: Store, pid: int) -> bool:
+def is_hung(store: Store, pid: int) -> bool:
+    """Whether the agent ``pid``'s heartbeat is older than its lease."""
     beat = store.agent_heartbeat(pid)
     # No row yet: the agent took the lock and is registering.
     return beat is not None and time.time() - beat > lease_s()
@@ -131,9 +132,11 @@ def _start_background_agent(root: Path) -> int:
         if lockfile.holder_pid(root) == pid:
             return pid
         if not _running(pid):
-            raise NBLaunchError(f"the background agent exited at start; see {agent_log_path(root)}")
+            raise AgentStartError(
+                f"the background agent exited at start; see {agent_log_path(root)}"
+            )
         time.sleep(0.005)
-    raise NBLaunchError(
+    raise AgentStartError(
         f"the background agent did not start within {START_TIMEOUT_S:g}s; "
         f"see {agent_log_path(root)}"
     )

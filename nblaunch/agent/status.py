@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nblaunch.agent.lockfile import holder_pid
-from nblaunch.agent.spawn import lease_s
+from nblaunch.agent.spawn import is_hung
 from nblaunch.home import store_path
 from nblaunch.queue.store import Store
 
@@ -20,10 +20,10 @@ def agent_status(root: Path) -> dict[str, Any]:
     try:
         latest = store.latest_agent()
         active = store.has_active_jobs()
+        hung = pid is not None and is_hung(store, pid)
     finally:
         store.close()
     live = latest if latest and pid == latest.pid else None
-    hung = live is not None and time.time() - live.heartbeat_at > lease_s()
     return {
         "alive": pid is not None and not hung,
         "hung": hung,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keyword
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +11,7 @@ from nblaunch.errors import SpecError
 
 def is_name(text: str) -> bool:
     """A name a Python assignment can bind: an identifier that is not a keyword."""
-    return text.isidentifier() and not keyword.iskeyword(text)
-
-
-def check_names(params: Mapping[Any, Any]) -> None:
-    """Refuse, in one line with the fix, a parameter name the job's ``parameters``
-    cell could not assign (papermill writes ``name = value`` lines)."""
-    for name in params:
-        problem = name_problem(name)
-        if problem is not None:
-            raise SpecError(problem)
+    return name_problem(text) is None
 
 
 def name_problem(name: Any) -> str | None:

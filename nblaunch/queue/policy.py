@@ -9,6 +9,7 @@ from typing import Any
 
 from nblaunch.queue.rows import JobRow
 from nblaunch.queue.states import State
+from nblaunch.retry import retry_counter
 from nblaunch.runners.base import AttemptEnd
 from nblaunch.runtime.contract import Outcome
 
@@ -44,11 +45,13 @@ def decide(job: JobRow, end: AttemptEnd, now: float, rng: random.Random | None =
         what += f": {end.error['ename']}: {end.error.get('evalue')}"
     policy = job.retry_policy
     cap = policy.cap(klass)
-    counter = {"preempted": "preemptions", "lost": "lost_retries"}.get(klass, "retries")
+    counter = retry_counter(klass)
     done = getattr(job, counter)
     if done >= cap:
-        if klass in policy.retry_on:
+        if cap:
             why = f"all {cap} {klass} retries used"
+        elif klass in policy.retry_on:
+            why = f"{klass} is not retried (its cap is 0)"
         else:
             why = f"{klass} is not retried (retry_on: {', '.join(policy.retry_on) or 'nothing'})"
         return Decision(State(end.outcome.state), f"{what}; {why}", {"error": error})

@@ -45,7 +45,7 @@ class JobRow:
     job_dir: Path
     sweep_id: str | None
     attempt: int
-    #: retries of the job's own failures, of lost attempts, and preemption requeues
+    #: retries of the job's own failures (lost attempts and preemptions count apart)
     retries: int
     preemptions: int
     not_before: float

@@ -66,6 +66,8 @@ class Running(_Demand):
     running_since: float
     #: already told to stop (its devices come free soon)
     stopping: bool = False
+    #: may be preempted for the queue being scheduled (it is one of its jobs)
+    preemptible: bool = True
 
 
 def pick(
@@ -149,8 +151,8 @@ def victims(
 ) -> list[Running]:
     """The running jobs to preempt so ``head`` (blocked, ``free`` of its kind
     free now) can start: lowest priority first, the most recently started
-    first among equals; never one of equal or higher priority, nor one that
-    has run for less than ``min_runtime_s``. Empty when jobs already stopping
+    first among equals; never one of equal or higher priority, another
+    queue's, nor one that has run for less than ``min_runtime_s``. Empty when jobs already stopping
     will free enough, or when preempting every eligible job would not."""
     same = [r for r in running if r.kind == head.kind]
     freeing = free + sum(r.need for r in same if r.stopping)
@@ -160,7 +162,8 @@ def victims(
         (
             r
             for r in same
-            if not r.stopping
+            if r.preemptible
+            and not r.stopping
             and r.priority < head.priority
             and now - r.running_since >= min_runtime_s
         ),

@@ -7,6 +7,7 @@ one row in ``events``, in one transaction. Claims take the write lock first
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -268,7 +269,8 @@ class Store:
         db: sqlite3.Connection, queue: str, slots: Slots, pool: Sequence[str], now: float
     ) -> tuple[list[scheduling.Running], list[str], int]:
         """What runs now on ``queue``'s devices (GPU jobs of every queue in ``pool``,
-        CPU jobs of ``queue``), its free device ids, and its free CPU slots."""
+        counted by the devices of ``queue`` they hold, and CPU jobs of ``queue``),
+        its free device ids, and its free CPU slots."""
         pool = list(pool) or [queue]
         marks = ",".join("?" * len(pool))
         rows = db.execute(
@@ -281,14 +283,25 @@ class Store:
         running: list[scheduling.Running] = []
         used: set[str] = set()
         cpu_busy = 0
+        mine = set(slots.gpu_ids)
         for job_id, job_queue, priority, gpus, limit, ids, since, stop in rows:
-            if gpus == 0 and job_queue != queue:
-                continue  # CPU slots are each queue's own
-            used.update(g for g in ids.split(",") if g)
+            held = [g for g in ids.split(",") if g in mine]
+            if gpus == 0 and job_queue != queue or gpus and not held:
+                continue  # CPU slots are each queue's own; other devices free nothing here
+            used.update(held)
             cpu_busy += gpus == 0
             ends = since + limit if limit else None
             running.append(
-                scheduling.Running(job_id, priority, gpus, ends, since, stopping=stop is not None)
+                scheduling.Running(
+                    job_id,
+                    priority,
+                    len(held),
+                    ends,
+                    since,
+                    stopping=stop is not None,
+                    # another queue's jobs follow that queue's preemption settings
+                    preemptible=job_queue == queue,
+                )
             )
         free = [g for g in slots.gpu_ids if g not in used]
         return running, free, slots.cpu_slots - cpu_busy
@@ -362,25 +375,26 @@ class Store:
         return job_row(row)
 
     def request_cancel(self, job_id: str) -> JobRow:
-        """Cancel a queued job now; ask the agent to stop one that has started."""
-        now = time.time()
-        job = self.job(job_id)
-        if job.final:
-            raise already_ended(job)
-        if job.state is State.QUEUED:
-            try:
-                return self.transition(job.id, State.CANCELLED, "cancelled before start")
-            except TransitionError:
-                job = self.job(job.id)  # an agent claimed it meanwhile
-                if job.final:
-                    raise already_ended(job) from None
-        with self.transaction() as db:
-            db.execute(
-                """UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?),
-                   updated_at = ? WHERE id = ?""",
-                (now, now, job.id),
-            )
-        return self.job(job.id)
+        """Cancel a queued job now; ask the agent to stop one that has started.
+        Raises ``TransitionError`` for a job that has already ended."""
+        while True:  # the job may move between the read and the write: read again
+            job = self.job(job_id)
+            if job.final:
+                raise already_ended(job)
+            if job.state is State.QUEUED:
+                with contextlib.suppress(TransitionError):  # an agent claimed it meanwhile
+                    return self.transition(job.id, State.CANCELLED, "cancelled before start")
+                continue
+            now = time.time()
+            with self.transaction() as db:
+                asked = db.execute(
+                    """UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?),
+                       updated_at = ? WHERE id = ? AND state IN ('starting', 'running')
+                       RETURNING id""",
+                    (now, now, job.id),
+                ).fetchone()
+            if asked is not None:
+                return self.job(job.id)
 
     def request_preempt(self, job_id: str) -> JobRow:
         """Ask the agent to preempt a running job exactly as a spot reclaim would."""

@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from nblaunch.errors import CapacityError, SpecError
 from nblaunch.options import parse_duration
 from nblaunch.retry import RetryPolicy
-from nblaunch.runtime.contract import Outcome, RunDir
+from nblaunch.runtime.contract import DEFAULT_KERNEL_START_TIMEOUT_S, Outcome, RunDir
 
 __all__ = ["AttemptEnd", "Launch", "QueueOptions", "Runner", "Slots"]
 
@@ -57,7 +57,7 @@ class QueueOptions(BaseModel):
     #: an attempt running longer fails with reason ``timeout`` (jobs may set their own)
     timeout_s: Duration | None = None
     #: a kernel that has not answered by then is given up as ``lost`` (and retried)
-    kernel_start_timeout_s: Duration = 120.0
+    kernel_start_timeout_s: Duration = DEFAULT_KERNEL_START_TIMEOUT_S
     #: a waiting job preempts running jobs of lower priority when it cannot fit
     preempt_lower_priority: bool = True
     #: ...but never one that has run for less than this
@@ -155,8 +155,10 @@ class Runner(ABC):
         return {"CUDA_VISIBLE_DEVICES": ",".join(launch.gpu_ids), "CUDA_DEVICE_ORDER": order}
 
     def kernel_started(self, run: RunDir) -> bool:
-        """Whether a kernel of the attempt has come up (its start-up hooks ran)."""
-        return run.kernel_ready.exists()
+        """Whether a kernel of the attempt has come up (its start-up hooks ran). A
+        runner whose attempts run where this machine cannot see their folder says
+        yes unless it knows better (its engine's own start-up timeout holds)."""
+        return run.kernel_ready.exists() if self.runs_here else True
 
     def log_files(self, run: RunDir) -> list[Path]:
         """Files holding an attempt's output, stdout first."""

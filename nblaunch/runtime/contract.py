@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 # -- file modes ----------------------------------------------------------------
 
@@ -55,6 +55,11 @@ def open_private(path: str | os.PathLike[str], flags: int = os.O_WRONLY | os.O_A
 
 
 # -- environment -------------------------------------------------------------
+
+
+#: seconds a kernel may take to answer before the attempt is given up as lost
+#: (a queue's ``kernel_start_timeout_s``, passed in ``Env.KERNEL_START_TIMEOUT_S``)
+DEFAULT_KERNEL_START_TIMEOUT_S = 120.0
 
 
 class Env:
@@ -168,8 +173,16 @@ class RunDir:
 
     @property
     def runtime_process(self) -> Path:
-        """``{"pid", "create_time"}`` of the attempt's runtime, written as it starts."""
+        """``{"pid", "create_time"}`` of the attempt's runtime (``record_runtime``)."""
         return self.path / "runtime.json"
+
+    def record_runtime(self, pid: int, create_time: float) -> None:
+        """Say which process runs the attempt. The launcher writes it before the
+        runtime gets its order, and the runtime again as it starts, so an agent
+        that dies in between leaves an attempt the next one can find."""
+        flags = os.O_WRONLY | os.O_TRUNC
+        with os.fdopen(open_private(self.runtime_process, flags), "w") as fh:
+            fh.write(json.dumps({"pid": pid, "create_time": create_time}))
 
     @property
     def kernel_ready(self) -> Path:
@@ -254,9 +267,10 @@ class Outcome(str, Enum):
         return _EXIT_CODES.get(self, 1)
 
 
-#: failure classes that are not the job's fault: retried by default
-INFRASTRUCTURE = ("preempted", "lost")
-FAILURE_CLASSES = ("preempted", "lost", "failed", "oom", "timeout")
+FailureClass = Literal["preempted", "lost", "failed", "oom", "timeout"]
+FAILURE_CLASSES: tuple[FailureClass, ...] = get_args(FailureClass)
+#: failure classes that are not the job's fault: always retried, under their own caps
+INFRASTRUCTURE: tuple[FailureClass, ...] = ("preempted", "lost")
 _EXIT_CODES = {Outcome.SUCCEEDED: 0, Outcome.PREEMPTED: 143, Outcome.KERNEL_DIED: 138}
 
 

@@ -38,10 +38,8 @@ def main(argv: list[str]) -> int:
         return 2
     bundle, run = Path(argv[0]).resolve(), RunDir(Path(argv[1]).resolve())
     make_private_dir(run.path)
-    # First of all: an agent that died while starting this attempt finds it by this.
     me = psutil.Process()
-    with os.fdopen(open_private(run.runtime_process, os.O_WRONLY | os.O_TRUNC), "w") as fh:
-        fh.write(json.dumps({"pid": me.pid, "create_time": me.create_time()}))
+    run.record_runtime(me.pid, me.create_time())
     forwarder = SignalForwarder(run.preempt_marker)
     forwarder.install()
     started = time.time()

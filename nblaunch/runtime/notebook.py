@@ -20,7 +20,14 @@ from typing import IO, Any
 
 import psutil
 
-from nblaunch.runtime.contract import BUNDLE_NOTEBOOK, Env, Outcome, Result, open_private
+from nblaunch.runtime.contract import (
+    BUNDLE_NOTEBOOK,
+    DEFAULT_KERNEL_START_TIMEOUT_S,
+    Env,
+    Outcome,
+    Result,
+    open_private,
+)
 from nblaunch.runtime.oom import is_oom_error, oom_kills
 
 # The kernel installs nblaunch's hooks before any user code runs, so the job's
@@ -63,7 +70,7 @@ class SignalForwarder:
         return signal.SIGTERM in self.received
 
 
-def ipc_kernel_manager() -> type:
+def ipc_kernel_manager() -> type[Any]:
     """A kernel manager whose channels are Unix sockets in a private folder.
 
     Over TCP, jupyter_client picks free ports, releases them and the kernel
@@ -75,6 +82,18 @@ def ipc_kernel_manager() -> type:
     from traitlets import default
 
     class IPCKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        #: exit statuses of this run's kernels seen dead (negative: the signal)
+        deaths: list[int] = []
+
+        async def _async_is_alive(self) -> bool:
+            alive = bool(await super()._async_is_alive())
+            process = getattr(self.provisioner, "process", None)
+            if not alive and process is not None and process.returncode is not None:
+                type(self).deaths.append(process.returncode)
+            return alive
+
+        is_alive = _async_is_alive
+
         @default("transport")
         def _transport_default(self) -> str:
             return "ipc"
@@ -110,8 +129,11 @@ def run_notebook(
         return ended(forwarder, Outcome.PREEMPTED, None)
     os.environ[Env.KERNEL_READY] = str(ready)
     os.close(open_private(output))  # papermill rewrites it in place: it keeps this mode
-    start_timeout = float(os.environ.get(Env.KERNEL_START_TIMEOUT_S, "120"))
+    start_timeout = float(
+        os.environ.get(Env.KERNEL_START_TIMEOUT_S, DEFAULT_KERNEL_START_TIMEOUT_S)
+    )
     kills_before = oom_kills()
+    manager = ipc_kernel_manager()
     try:
         papermill.execute_notebook(
             str(bundle / BUNDLE_NOTEBOOK),
@@ -125,7 +147,7 @@ def run_notebook(
             autosave_cell_every=10,
             extra_arguments=[KERNEL_HOOKS],
             start_timeout=start_timeout,
-            kernel_manager_class=ipc_kernel_manager(),
+            kernel_manager_class=manager,
         )
     except papermill.PapermillExecutionError as exc:
         error = {
@@ -146,7 +168,15 @@ def run_notebook(
             return ended(forwarder, Outcome.KERNEL_START_FAILED, error)
         if isinstance(exc, DeadKernelError):
             kills = oom_kills()
-            if kills is not None and kills_before is not None and kills > kills_before:
+            # The counter is the whole cgroup's: only a kernel that died of SIGKILL
+            # while it rose is taken for this job's.
+            sigkilled = -signal.SIGKILL in manager.deaths
+            if (
+                sigkilled
+                and kills is not None
+                and kills_before is not None
+                and kills > kills_before
+            ):
                 error = {
                     "ename": "OutOfMemory",
                     "evalue": "the kernel was killed by the out-of-memory killer "

@@ -1,8 +1,9 @@
 """Chaos: 200 short jobs while agents are SIGKILLed and jobs preempted at random
 moments, with no manual agent restart (every API call that touches the home brings
 an agent back). Every job must end in exactly one final state, no two attempts of
-a job may overlap, attempts stay within the retry policy, and every succeeded job
-leaves exactly the side effect it should."""
+a job may overlap, no attempt runs twice nor runs once it was given up as never
+started, attempts stay within the retry policy, and every succeeded job leaves
+exactly the side effect it should."""
 
 from __future__ import annotations
 
@@ -24,9 +25,17 @@ from nblaunch.runtime.contract import Result
 from tests.conftest import make_notebook, write_queues
 
 JOBS = 200
-KILL_EVERY = 8  # jobs finished between agent kills
-PREEMPT_EVERY = 6  # jobs finished between preemptions
+#: seconds between agent kills, and between preemptions: drawn at random
+KILL_GAP_S = (2.0, 10.0)
+PREEMPT_GAP_S = (2.0, 8.0)
 DEADLINE_S = 900
+
+#: the first cell: one line per execution of the notebook, naming its attempt
+RECORD_RUN = """\
+import os
+with open(os.path.join(out, name + ".runs"), "a") as fh:
+    fh.write(os.environ["NBLAUNCH_ATTEMPT"] + "\\n")
+"""
 
 WRITE_RESULT = """\
 import os
@@ -63,12 +72,16 @@ def test_chaos(nbl_home: Path, tmp_path: Path) -> None:
     out.mkdir()
     params = "name = ''\nout = ''\nsteps = 40"
     notebooks = {
-        "ok": make_notebook(tmp_path / "ok.ipynb", "result = 'ok'", WRITE_RESULT, params=params),
-        "fail": make_notebook(
-            tmp_path / "fail.ipynb", "raise ValueError('deterministic')", WRITE_RESULT,
-            params=params,
+        "ok": make_notebook(
+            tmp_path / "ok.ipynb", RECORD_RUN, "result = 'ok'", WRITE_RESULT, params=params
         ),
-        "train": make_notebook(tmp_path / "train.ipynb", TRAIN, WRITE_RESULT, params=params),
+        "fail": make_notebook(
+            tmp_path / "fail.ipynb", RECORD_RUN, "raise ValueError('deterministic')",
+            WRITE_RESULT, params=params,
+        ),
+        "train": make_notebook(
+            tmp_path / "train.ipynb", RECORD_RUN, TRAIN, WRITE_RESULT, params=params
+        ),
     }  # fmt: skip
     started = time.monotonic()
     jobs: dict[str, str] = {}
@@ -79,26 +92,27 @@ def test_chaos(nbl_home: Path, tmp_path: Path) -> None:
         jobs[job.id] = name
 
     kills = preemptions = 0
-    finished_at_kill = finished_at_preempt = 0
+    next_kill = time.monotonic() + rng.uniform(*KILL_GAP_S)
+    next_preempt = time.monotonic() + rng.uniform(*PREEMPT_GAP_S)
     while True:
         snaps = api.jobs()  # touches the home: a killed agent comes back here
-        assert time.monotonic() - started < DEADLINE_S, Counter(s.state.value for s in snaps)
-        done = sum(s.state in FINAL for s in snaps)
-        if done == JOBS:
+        now = time.monotonic()
+        assert now - started < DEADLINE_S, Counter(s.state.value for s in snaps)
+        if all(s.state in FINAL for s in snaps):
             break
-        if done - finished_at_kill >= KILL_EVERY:
+        if now >= next_kill:
             agent = holder_pid(nbl_home)
             if agent is not None:
                 os.kill(agent, signal.SIGKILL)
                 kills += 1
-                finished_at_kill = done
-        if done - finished_at_preempt >= PREEMPT_EVERY:
+                next_kill = now + rng.uniform(*KILL_GAP_S)
+        if now >= next_preempt:
             running = [s for s in snaps if s.state.value == "running"]
             if running:
                 try:
                     nblaunch.Job(rng.choice(running).id).preempt()
                     preemptions += 1
-                    finished_at_preempt = done
+                    next_preempt = now + rng.uniform(*PREEMPT_GAP_S)
                 except TransitionError:
                     pass  # it ended meanwhile; the next one
         time.sleep(0.05)
@@ -131,6 +145,10 @@ def test_chaos(nbl_home: Path, tmp_path: Path) -> None:
             )
             if first and second and first.finished_at and second.started_at:
                 assert first.finished_at <= second.started_at, (name, first, second)
+        runs = Counter((out / f"{name}.runs").read_text().split())
+        assert all(n == 1 for n in runs.values()), (name, runs)  # no attempt ran twice
+        never_started = {str(a.n) for a in attempts if a.outcome == "agent_died"}
+        assert not never_started & set(runs), (name, runs, never_started)
         effect = out / name
         if kind == "fail":
             assert row.state.value == "failed", (name, row.state, row.error)

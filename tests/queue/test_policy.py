@@ -23,7 +23,8 @@ BOOM = {"ename": "ValueError", "evalue": "boom", "cell_index": 2}
 OOM = {"ename": "MemoryError", "evalue": "", "cell_index": 1}
 #: no jitter, so delays are exact
 POLICY = RetryPolicy(max_retries=2, max_lost=2, max_preemptions=3, initial_s=10, jitter=0)
-RETRY_FAILED = POLICY.merged({"retry_on": ["preempted", "lost", "failed", "oom"]})
+# Naming only the job's own classes keeps preempted and lost retried.
+RETRY_FAILED = POLICY.merged({"retry_on": ["failed", "oom"]})
 
 JOB = JobRow(
     seq=1, id="j", name="j", queue="local", state=State.RUNNING, priority=0, gpus=0,
@@ -85,6 +86,13 @@ CASES: list[tuple[str, dict[str, Any], AttemptEnd, State, str, dict[str, Any]]] 
     ("agent died before the start: free requeue", {"retries": 2},
      AttemptEnd(Outcome.AGENT_DIED), State.QUEUED,
      "claimed by an agent that died before starting it", {}),
+    ("listing failed keeps preemptions requeued", {"retry_policy": RETRY_FAILED},
+     AttemptEnd(Outcome.PREEMPTED), State.QUEUED,
+     "preempted; requeued to resume (preemption 1/3)",
+     {"preemptions": 1, "not_before": 0.0, "error": None}),
+    ("a zero cap turns lost retries off", {"retry_policy": POLICY.merged({"max_lost": 0})},
+     AttemptEnd(Outcome.LOST), State.LOST, "lost; lost is not retried (its cap is 0)",
+     {"error": err(None, "lost")}),
     ("runner error is the job's failure", {"retry_policy": RETRY_FAILED},
      AttemptEnd(Outcome.RUNNER_ERROR, BOOM), State.QUEUED,
      "failed (runner_error): ValueError: boom; failed retry 1/2 in 10s",
@@ -125,8 +133,16 @@ def test_backoff_is_exponential_capped_and_jittered_down() -> None:
         ({"max_retries": -1}, "max_retries"),
         ({"jitter": 2}, "jitter"),
         ({"backoff": 3}, "backoff"),
+        ({"retry_on": 5}, "retry_on: expected a list of failure classes, got 5"),
+        ({"retry_on": ["failed", 1]}, "retry_on: expected a list of failure classes"),
     ],
 )
 def test_bad_overrides_are_one_line(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         retry_overrides(overrides)
+
+
+def test_retry_on_always_holds_the_infrastructure_classes() -> None:
+    assert RETRY_FAILED.retry_on == ("preempted", "lost", "failed", "oom")
+    assert (RETRY_FAILED.cap("preempted"), RETRY_FAILED.cap("lost")) == (3, 2)
+    assert RETRY_FAILED.cap("timeout") == 0

@@ -72,15 +72,10 @@ class LocalRunner(Runner):
             "stdout": str(run.stdout),
             "stderr": str(run.stderr),
         }
-        proc = self._hand_to_warm(order) or self._start_cold(order)
+        proc = self._hand_to_warm(order, run) or self._start_cold(order, run)
         self._children[proc.pid] = proc
         self._spawn_warm()
-        return {
-            "pid": proc.pid,
-            "create_time": psutil.Process(proc.pid).create_time(),
-            "job_id": launch.job_id,
-            "attempt": launch.attempt,
-        }
+        return {**_identity(proc), "job_id": launch.job_id, "attempt": launch.attempt}
 
     def _spawn_warm(self) -> None:
         self._warm = subprocess.Popen(
@@ -91,10 +86,12 @@ class LocalRunner(Runner):
             start_new_session=True,
         )
 
-    def _hand_to_warm(self, order: dict[str, Any]) -> subprocess.Popen[bytes] | None:
+    def _hand_to_warm(self, order: dict[str, Any], run: RunDir) -> subprocess.Popen[bytes] | None:
         proc, self._warm = self._warm, None
         if proc is None or proc.poll() is not None or proc.stdin is None:
             return None
+        # Before the order: a warm runtime may take seconds to read it.
+        run.record_runtime(**_identity(proc))
         try:
             proc.stdin.write(json.dumps(order).encode() + b"\n")
             proc.stdin.close()
@@ -103,12 +100,12 @@ class LocalRunner(Runner):
             return None
         return proc
 
-    def _start_cold(self, order: dict[str, Any]) -> subprocess.Popen[bytes]:
+    def _start_cold(self, order: dict[str, Any], run: RunDir) -> subprocess.Popen[bytes]:
         with (
             os.fdopen(open_private(order["stdout"]), "ab") as out,
             os.fdopen(open_private(order["stderr"]), "ab") as err,
         ):
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "nblaunch.runtime", order["bundle"], order["run_dir"]],
                 cwd=order["run_dir"],
                 env=order["env"],
@@ -117,6 +114,8 @@ class LocalRunner(Runner):
                 stderr=err,
                 start_new_session=True,
             )
+        run.record_runtime(**_identity(proc))
+        return proc
 
     def recover(self, run: RunDir, job_id: str, attempt: int) -> dict[str, Any] | None:
         try:
@@ -148,6 +147,11 @@ class LocalRunner(Runner):
         # helpers the training still needs to save (wandb's service, loaders).
         if _alive(handle):
             os.kill(handle["pid"], signal.SIGTERM)
+
+
+def _identity(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """A process as handles name it: its pid and start time (pids are reused)."""
+    return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
 
 
 def _alive(handle: dict[str, Any]) -> bool:
