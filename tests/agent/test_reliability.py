@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -40,6 +41,24 @@ def running(job: nblaunch.Job) -> bool:
     return job.row.state.value == "running"
 
 
+def kill_agent(root: Path) -> int:
+    """SIGKILL the agent serving ``root``, wait for its lock to come free; its pid."""
+    agent = holder_pid(root)
+    assert agent is not None
+    os.kill(agent, signal.SIGKILL)
+    wait_until(lambda: holder_pid(root) != agent, 10, "the killed agent's lock to free")
+    return agent
+
+
+def running_job_without_agent(root: Path, tmp_path: Path, **submit: Any) -> nblaunch.Job:
+    """A job blocked in its notebook, running, whose agent was just SIGKILLed."""
+    nb = make_notebook(tmp_path / "block.ipynb", WAIT_FOR_RELEASE, params="release = ''")
+    job = nblaunch.submit(nb, params={"release": str(tmp_path / "never")}, **submit)
+    wait_until(lambda: running(job), 120, "the job to run")
+    kill_agent(root)
+    return job
+
+
 def test_wait_returns_after_the_agent_was_killed_mid_job(nbl_home: Path, tmp_path: Path) -> None:
     release = tmp_path / "release"
     nb = make_notebook(tmp_path / "block.ipynb", WAIT_FOR_RELEASE, params="release = ''")
@@ -51,10 +70,7 @@ def test_wait_returns_after_the_agent_was_killed_mid_job(nbl_home: Path, tmp_pat
     job = wait_until(lambda: (api.jobs() or [None])[0], 60, "the job row")
     job = nblaunch.Job(job.id)
     wait_until(lambda: job.row.state.value == "running", 120, "the job to run")
-    agent = holder_pid(nbl_home)
-    assert agent is not None
-    os.kill(agent, signal.SIGKILL)
-    wait_until(lambda: holder_pid(nbl_home) != agent, 10, "the killed agent's lock to free")
+    agent = kill_agent(nbl_home)
     release.touch()
     # The runtime goes on without its agent and finishes; only --wait's own polling
     # can bring an agent back to see that.
@@ -100,26 +116,14 @@ def test_a_hung_agent_is_replaced_after_its_lease(
 
 
 def test_cancel_with_no_agent_left_stops_the_job(nbl_home: Path, tmp_path: Path) -> None:
-    nb = make_notebook(tmp_path / "block.ipynb", WAIT_FOR_RELEASE, params="release = ''")
-    job = nblaunch.submit(nb, params={"release": str(tmp_path / "never")})
-    wait_until(lambda: running(job), 120, "the job to run")
-    agent = holder_pid(nbl_home)
-    assert agent is not None
-    os.kill(agent, signal.SIGKILL)
-    wait_until(lambda: holder_pid(nbl_home) != agent, 10, "the lock to free")
+    job = running_job_without_agent(nbl_home, tmp_path)
     done = run_cli("cancel", job.id)
     assert done.returncode == 0, done.stderr
     assert job.wait(timeout=60).value == "cancelled"
 
 
 def test_reading_works_when_no_agent_can_start(nbl_home: Path, tmp_path: Path) -> None:
-    nb = make_notebook(tmp_path / "block.ipynb", WAIT_FOR_RELEASE, params="release = ''")
-    job = nblaunch.submit(nb, params={"release": str(tmp_path / "never")})
-    wait_until(lambda: running(job), 120, "the job to run")
-    agent = holder_pid(nbl_home)
-    assert agent is not None
-    os.kill(agent, signal.SIGKILL)
-    wait_until(lambda: holder_pid(nbl_home) != agent, 10, "the lock to free")
+    job = running_job_without_agent(nbl_home, tmp_path)
     write_queues(nbl_home, "[queues.local]\ngpus = 'many'\n")
     listed = run_cli("jobs")
     assert listed.returncode == 0, listed.stderr
@@ -288,13 +292,7 @@ def test_a_stop_whose_agent_died_before_the_kill_is_seen_through(
     nbl_home: Path, tmp_path: Path
 ) -> None:
     write_queues(nbl_home, "[queues.local]\ncancel_grace_s = 2\n")
-    nb = make_notebook(tmp_path / "block.ipynb", WAIT_FOR_RELEASE, params="release = ''")
-    job = nblaunch.submit(nb, params={"release": str(tmp_path / "never")}, timeout_s=3600)
-    wait_until(lambda: running(job), 120, "the job to run")
-    agent = holder_pid(nbl_home)
-    assert agent is not None
-    os.kill(agent, signal.SIGKILL)
-    wait_until(lambda: holder_pid(nbl_home) != agent, 10, "the lock to free")
+    job = running_job_without_agent(nbl_home, tmp_path, timeout_s=3600)
     # What the dead agent did last (its clock says the hour is up): it recorded the
     # time-limit stop, and died before its kill reached the attempt.
     n = job.row.attempt
