@@ -284,11 +284,11 @@ def _wait_with_progress(job: Job, quiet: bool) -> None:
     last = None
     while True:
         state = job.state
+        if state in FINAL:
+            return  # the final line goes to stdout, once
         if state != last and not quiet:
             click.echo(job.status_line(), err=True)
             last = state
-        if state in FINAL:
-            return
         time.sleep(0.05)
 
 
