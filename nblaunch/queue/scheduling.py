@@ -152,8 +152,9 @@ def victims(
     """The running jobs to preempt so ``head`` (blocked, ``free`` of its kind
     free now) can start: lowest priority first, the most recently started
     first among equals; never one of equal or higher priority, another
-    queue's, nor one that has run for less than ``min_runtime_s``. Empty when jobs already stopping
-    will free enough, or when preempting every eligible job would not."""
+    queue's, nor one that has run for less than ``min_runtime_s``. Empty when
+    jobs already stopping will free enough, or when preempting every eligible
+    job would not."""
     same = [r for r in running if r.kind == head.kind]
     freeing = free + sum(r.need for r in same if r.stopping)
     if freeing >= head.need:

@@ -286,7 +286,7 @@ class Store:
         mine = set(slots.gpu_ids)
         for job_id, job_queue, priority, gpus, limit, ids, since, stop in rows:
             held = [g for g in ids.split(",") if g in mine]
-            if gpus == 0 and job_queue != queue or gpus and not held:
+            if (gpus == 0 and job_queue != queue) or (gpus and not held):
                 continue  # CPU slots are each queue's own; other devices free nothing here
             used.update(held)
             cpu_busy += gpus == 0
