@@ -143,8 +143,10 @@ def submit_spec(spec: JobSpec, notebook: dict[str, Any], root: Path | None = Non
     retry = options.retry.merged(spec.retry)
     db = store(root)
     job_id = secrets.token_hex(4)
-    job_dir = jobs_dir(root) / job_id
-    write_bundle(job_dir, spec, notebook, files, objects_dir(root))
+    # Attempts read their bundle where they run: a runner may keep jobs in a shared folder.
+    storage = runner_for(options).storage(root)
+    job_dir = jobs_dir(storage) / job_id
+    write_bundle(job_dir, spec, notebook, files, objects_dir(storage))
     try:
         db.insert_job(job_id, spec, job_dir, retry, spec.timeout_s or options.timeout_s)
     except BaseException:

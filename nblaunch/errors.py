@@ -12,6 +12,7 @@
     ├── UnknownJobError           no job with that id
     ├── MissingDependencyError    an optional dependency is not installed
     ├── TransitionError           a job is not in a state that allows the change asked for
+    ├── EngineError               a queue's engine (Slurm …) refused a request or did not answer
     └── JobFailedError            the job ran and did not succeed
 
 Magics turn these into IPython's ``UsageError`` and the CLI into one line on
@@ -34,6 +35,10 @@ class StoreError(NBLaunchError):
 
     nblaunch never deletes nor rewrites a store it refuses: the fix is the user's.
     """
+
+
+class EngineError(NBLaunchError):
+    """A queue's engine (Slurm's commands …) refused a request or did not answer in time."""
 
 
 class AgentStartError(NBLaunchError):

@@ -76,10 +76,13 @@ class AttemptSnapshot:
     started_at: float
     finished_at: float | None
     error: JobError | None
+    #: the engine's name for it (a Slurm job id), when its runner has an engine
+    external_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "n": self.n,
+            "external_id": self.external_id,
             "state": self.state.value,
             "outcome": self.outcome,
             "class": self.failure_class,
@@ -127,6 +130,19 @@ class JobSnapshot:
     params: Mapping[str, Any] = field(default_factory=dict)
     events: tuple[EventRow, ...] = ()
     attempts: tuple[AttemptSnapshot, ...] = ()
+    #: the runner of its queue (``local``, ``slurm`` …); None once the queue is gone
+    runner: str | None = None
+    #: the current attempt's name in its engine (a Slurm job id)
+    external_id: str | None = None
+    #: why its engine has not started the current attempt yet (``Resources``, ``Priority``)
+    pending_reason: str | None = None
+
+    @property
+    def place(self) -> str:
+        """``#3`` in the queue, or why the engine holds it back: ``pending: Priority``."""
+        if self.pending_reason is not None:
+            return f"pending: {self.pending_reason}"
+        return f"#{self.queue_position}" if self.queue_position else ""
 
     @property
     def priority_name(self) -> str:
@@ -149,6 +165,10 @@ class JobSnapshot:
             if attempt and wait > 0:
                 return f"{place}, retry after {attempt} in {wait:.0f}s"
             return f"{place}, retry after {attempt}" if attempt else place
+        if self.external_id is not None and not self.final:
+            attempt += f" ({self.runner} job {self.external_id})"
+        if self.pending_reason is not None:
+            attempt += f", {self.place}"
         return attempt
 
     @property
@@ -192,6 +212,8 @@ class JobSnapshot:
             "timeout_s": self.timeout_s,
             "not_before": self.not_before or None,
             "attempts": [a.to_dict() for a in self.attempts],
+            "external_id": self.external_id,
+            "pending_reason": self.pending_reason,
             "preemptions": self.preemptions,
             "sweep_id": self.sweep_id,
             "cost_usd": None if self.cost is None else self.cost.usd,
@@ -215,6 +237,10 @@ class JobSnapshot:
         it the price); ``params`` and ``estimate`` come from the job's bundle."""
         now = time.time() if now is None else now
         job = view.job
+        current = view.attempts[-1] if view.attempts else None
+        pending = None
+        if current is not None and current.state is State.STARTING:
+            pending = current.pending_reason
         cost = None
         if queue is not None:
             spans, running = held_spans(job, list(view.attempts), now)
@@ -256,9 +282,13 @@ class JobSnapshot:
                     started_at=a.started_at,
                     finished_at=a.finished_at,
                     error=_error(a.error),
+                    external_id=a.external_id,
                 )
                 for a in view.attempts
             ),
+            runner=None if queue is None else queue.runner,
+            external_id=None if current is None else current.external_id,
+            pending_reason=pending,
         )
 
 

@@ -27,7 +27,7 @@ from nblaunch.queue.config import load_queues, runner_for, unavailable_queues
 from nblaunch.queue.rows import AttemptRow, JobRow, held_spans
 from nblaunch.queue.states import State
 from nblaunch.queue.store import Store
-from nblaunch.runners.base import AttemptEnd, Launch, QueueOptions, Runner
+from nblaunch.runners.base import AttemptEnd, Launch, Pending, QueueOptions, Runner
 from nblaunch.runtime.contract import Env, JobDir, Outcome, RunDir, job_cost
 from nblaunch.runtime.metrics import read_new
 
@@ -268,7 +268,7 @@ class Agent:
         if job.cancel_requested_at is not None and (job.id, attempt.n) not in self._cancelling:
             log.info("cancelling %s attempt %d", job.id, attempt.n)
             self._cancel(job, attempt, runner, runner.options.cancel_grace_s)
-        if job.preempt_requested_at is not None:
+        if job.preempt_requested_at is not None and attempt.state is State.RUNNING:
             log.info("preempting %s attempt %d", job.id, attempt.n)
             runner.preempt(attempt.handle)
             self.store.clear_preempt_request(job.id, job.preempt_requested_at)
@@ -277,11 +277,39 @@ class Agent:
             self._enforce_limits(job, attempt, runner, run)
         else:
             self._see_stop_through(job, attempt, runner)
-        end = runner.poll(attempt.handle, run)
+        status = runner.poll(attempt.handle, run)
         self._ingest(job, attempt)
-        if end is not None:
-            self._cancelling.discard((job.id, attempt.n))
-            self._finish(job, attempt, _stopped_end(job, attempt, end))
+        self._progress(job, attempt, runner, attempt.handle, status)
+
+    def _progress(
+        self,
+        job: JobRow,
+        attempt: AttemptRow,
+        runner: Runner,
+        handle: dict[str, Any],
+        status: AttemptEnd | Pending | None,
+    ) -> None:
+        """Act on what the runner says of an attempt it holds: still waiting in its
+        engine, running, or ended (an attempt that ended before the agent saw it
+        run is recorded as having run)."""
+        if isinstance(status, Pending):
+            if handle != attempt.handle or status.reason != attempt.pending_reason:
+                self.store.record_pending(job.id, attempt.n, handle, status.reason)
+            return
+        if attempt.state is State.STARTING:
+            external = handle.get("external_id")
+            self._running(
+                job,
+                handle,
+                f"started by {runner.name} runner" + (f" as {external}" if external else ""),
+            )
+        if status is None:
+            return
+        self._cancelling.discard((job.id, attempt.n))
+        state = self._finish(job, attempt, _stopped_end(job, attempt, status))
+        if status.engine_kept and state is not State.QUEUED:
+            # No attempt follows: the engine must not start the job again.
+            runner.cancel(handle, 0.0)
 
     def _adopt_or_requeue(self, job: JobRow, attempt: AttemptRow, runner: Runner) -> None:
         """An attempt claimed by an agent that died before recording its handle:
@@ -353,6 +381,7 @@ class Agent:
             checkpoint_dir=JobDir(job.job_dir).checkpoints,
             gpu_ids=attempt.gpu_ids,
             env=self._job_env(job, attempt),
+            previous=self.store.attempts(job.id)[-2].handle if attempt.n > 1 else None,
         )
         try:
             handle = runner.submit(launch)
@@ -361,7 +390,12 @@ class Agent:
             error = {"ename": type(exc).__name__, "evalue": str(exc), "cell_index": None}
             self._finish(job, attempt, AttemptEnd(Outcome.RUNNER_ERROR, error))
             return
-        self._running(job, handle, f"started by {runner.name} runner")
+        try:
+            status = runner.poll(handle, launch.run)
+        except Exception:  # the handle must be kept whatever the first look says
+            log.exception("runner %s could not poll %s after starting it", runner.name, job.id)
+            status = Pending("submitted")
+        self._progress(job, attempt, runner, handle, status)
         log.info("started %s attempt %d", job.id, attempt.n)
 
     def _running(
@@ -394,7 +428,8 @@ class Agent:
             env[Env.PRICE_PER_GPU_HOUR] = repr(price)
         return env
 
-    def _finish(self, job: JobRow, attempt: AttemptRow, end: AttemptEnd) -> None:
+    def _finish(self, job: JobRow, attempt: AttemptRow, end: AttemptEnd) -> State | None:
+        """Record how the attempt ended; the job's new state (None: it had moved on)."""
         job = self.store.job(job.id)
         fields = {"exit_code": end.exit_code, "outcome": end.outcome.value, "error": end.error}
         decision = policy.decide(job, end, time.time())
@@ -413,4 +448,6 @@ class Agent:
             )
         except TransitionError:
             log.warning("job %s changed state while its attempt ended; left as it is", job.id)
+            return None
         log.info("job %s attempt %d: %s -> %s", job.id, attempt.n, end.outcome, decision.state)
+        return decision.state

@@ -92,6 +92,13 @@ class AttemptRow:
     #: why the agent is stopping the attempt (``timeout``, ``kernel_start``, ``priority``)
     stop_reason: str | None
     stop_requested_at: float | None
+    #: why the runner's engine has not started it yet (``Resources``, ``Priority`` …)
+    pending_reason: str | None
+
+    @property
+    def external_id(self) -> str | None:
+        """The engine's name for the attempt (a Slurm job id), when it has one."""
+        return None if self.handle is None else self.handle.get("external_id")
 
     @property
     def failure_class(self) -> str | None:

@@ -102,6 +102,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE attempts ADD COLUMN stop_requested_at REAL;
     CREATE INDEX jobs_state ON jobs(state);
     """,
+    # 5: engines that hold a job before starting it (Slurm) say why it waits
+    """
+    ALTER TABLE attempts ADD COLUMN pending_reason TEXT;
+    """,
 ]
 
 VERSION = len(MIGRATIONS)

@@ -212,11 +212,15 @@ class Store:
         """
         now = time.time()
         with self.transaction() as db:
-            running, free, cpu_free = self._holdings(db, queue, slots, pool, now)
             # Stepped, not fetched: the first fitting job is usually the first row.
             candidates = db.execute(_WAITING, (queue, now))
             waiting = (scheduling.Waiting(*row) for row in candidates)
-            chosen = scheduling.pick(waiting, free, cpu_free, running, now)
+            if slots.engine:
+                head = next(waiting, None)
+                chosen = None if head is None else scheduling.Pick(head.job_id, ())
+            else:
+                running, free, cpu_free = self._holdings(db, queue, slots, pool, now)
+                chosen = scheduling.pick(waiting, free, cpu_free, running, now)
             candidates.close()
             if chosen is None:
                 return None
@@ -247,6 +251,8 @@ class Store:
     ) -> list[tuple[str, str]]:
         """``(victim_id, for_job_id)`` pairs: running jobs of lower priority to preempt
         so the first blocked job of each kind (GPU, CPU) in ``queue`` can start."""
+        if slots.engine:
+            return []  # the engine preempts by its own rules
         now = time.time()
         with self.reading() as db:
             running, free, cpu_free = self._holdings(db, queue, slots, pool, now)
@@ -305,6 +311,28 @@ class Store:
             )
         free = [g for g in slots.gpu_ids if g not in used]
         return running, free, slots.cpu_slots - cpu_busy
+
+    def record_pending(
+        self, job_id: str, attempt: int, handle: dict[str, Any], reason: str
+    ) -> None:
+        """Record that the runner's engine holds a starting attempt (by ``handle``) and
+        why it has not started it; an event only when the reason changes."""
+        now = time.time()
+        with self.transaction() as db:
+            before = db.execute(
+                "SELECT pending_reason FROM attempts WHERE job_id = ? AND n = ? "
+                "AND state = 'starting'",
+                (job_id, attempt),
+            ).fetchone()
+            if before is None:
+                return
+            db.execute(
+                "UPDATE attempts SET handle = ?, pending_reason = ? WHERE job_id = ? AND n = ?",
+                (json.dumps(handle), reason, job_id, attempt),
+            )
+            if before[0] != reason:
+                note = f"pending: {reason}"
+                self._event(db, job_id, attempt, State.STARTING, State.STARTING, note, now)
 
     def mark_stop(self, job_id: str, attempt: int, reason: str, note: str) -> bool:
         """Record that the agent is stopping the attempt, and why (``timeout``,

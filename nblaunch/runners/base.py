@@ -24,7 +24,7 @@ from nblaunch.options import parse_duration
 from nblaunch.retry import RetryPolicy
 from nblaunch.runtime.contract import DEFAULT_KERNEL_START_TIMEOUT_S, Outcome, RunDir
 
-__all__ = ["AttemptEnd", "Launch", "QueueOptions", "Runner", "Slots"]
+__all__ = ["AttemptEnd", "Launch", "Pending", "QueueOptions", "Runner", "Slots"]
 
 
 def _duration(value: Any) -> Any:
@@ -83,6 +83,9 @@ class Slots:
     gpu_ids: tuple[str, ...]
     cpu_slots: int
     device_pool: str | None = None
+    #: the backend's own scheduler decides (Slurm, Kubernetes): every waiting job is
+    #: handed over at once, in priority order, and the engine assigns its devices
+    engine: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,9 @@ class Launch:
     checkpoint_dir: Path
     gpu_ids: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+    #: the handle of the job's previous attempt, if any (an engine that requeued
+    #: the job itself may still hold it)
+    previous: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,15 @@ class AttemptEnd:
     outcome: Outcome
     error: dict[str, Any] | None = None
     exit_code: int | None = None
+    #: the engine requeued the job itself and will start it again unless told not to
+    engine_kept: bool = False
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The engine holds the attempt but has not started it, and says why."""
+
+    reason: str
 
 
 UNLIMITED = 1 << 30
@@ -127,6 +142,11 @@ class Runner(ABC):
 
     def start(self) -> None:  # noqa: B027 - most backends need no preparation
         """Prepare to submit (the agent calls this once); nothing by default."""
+
+    def storage(self, home: Path) -> Path:
+        """The folder holding this queue's job folders and workspace objects: the
+        home, unless attempts run where only a shared folder is visible."""
+        return home
 
     def gpu_slots(self) -> int | None:
         """GPUs the queue can give one job; None when the backend does not say."""
@@ -166,7 +186,8 @@ class Runner(ABC):
 
     @abstractmethod
     def submit(self, launch: Launch) -> dict[str, Any]:
-        """Start the attempt; return a JSON-serializable handle for ``poll``/``cancel``."""
+        """Start the attempt; return a JSON-serializable handle for ``poll``/``cancel``
+        (its ``external_id``, when present, is the engine's name for the attempt)."""
 
     def recover(self, run: RunDir, job_id: str, attempt: int) -> dict[str, Any] | None:
         """The handle of an attempt whose agent died between starting it and recording
@@ -174,8 +195,9 @@ class Runner(ABC):
         return None
 
     @abstractmethod
-    def poll(self, handle: dict[str, Any], run: RunDir) -> AttemptEnd | None:
-        """``None`` while the attempt runs, else how it ended."""
+    def poll(self, handle: dict[str, Any], run: RunDir) -> AttemptEnd | Pending | None:
+        """``None`` while the attempt runs, ``Pending`` while its engine has not
+        started it, else how it ended."""
 
     @abstractmethod
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:

@@ -15,11 +15,12 @@ from importlib.metadata import entry_points
 from nblaunch.errors import ConfigError, RunnerUnavailableError
 from nblaunch.runners.base import Runner
 from nblaunch.runners.local import LocalRunner
+from nblaunch.runners.slurm import SlurmRunner
 
 log = logging.getLogger(__name__)
 
 GROUP = "nblaunch.runners"
-BUILTIN: tuple[type[Runner], ...] = (LocalRunner,)
+BUILTIN: tuple[type[Runner], ...] = (LocalRunner, SlurmRunner)
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ import psutil
 from nblaunch.runtime.contract import (
     BUNDLE_SPEC,
     WORKSPACE,
+    DistributedEnv,
     Env,
     JobDir,
     RunDir,
@@ -37,15 +38,20 @@ def main(argv: list[str]) -> int:
         print("usage: python -m nblaunch.runtime BUNDLE RUN_DIR", file=sys.stderr)
         return 2
     bundle, run = Path(argv[0]).resolve(), RunDir(Path(argv[1]).resolve())
+    spec = json.loads((bundle / BUNDLE_SPEC).read_text())
+    # On a shared run folder, the first node speaks for the attempt; the others only
+    # run their ranks (torchrun starts them once the first node has joined).
+    follower = int(spec["nodes"]) > 1 and DistributedEnv.from_env().node_rank > 0
     make_private_dir(run.path)
     me = psutil.Process()
-    run.record_runtime(me.pid, me.create_time())
+    if not follower:
+        run.record_runtime(me.pid, me.create_time())
     forwarder = SignalForwarder(run.preempt_marker)
     forwarder.install()
     started = time.time()
-    spec = json.loads((bundle / BUNDLE_SPEC).read_text())
     prepare_environment(spec, run)
-    materialize(bundle / WORKSPACE, run.workspace)
+    if not follower:
+        materialize(bundle / WORKSPACE, run.workspace)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s nblaunch.runtime %(message)s")
     stop_sampling = threading.Event()
     from nblaunch.runtime.gpu import start_sampler
@@ -63,7 +69,8 @@ def main(argv: list[str]) -> int:
     finally:
         stop_sampling.set()
     result = replace(result, started_at=started, finished_at=time.time())
-    result.write(run.result)
+    if not follower:
+        result.write(run.result)
     return result.outcome.exit_code
 
 

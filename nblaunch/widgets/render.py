@@ -375,7 +375,8 @@ def job_details_text(snap: JobSnapshot) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(a.started_at))
         how = a.state.value if a.failure_class is None else f"{a.state.value} ({a.failure_class})"
         why = f": {a.error}" if a.error is not None else ""
-        lines.append(f"  attempt {a.n:<3} {stamp} {how}{why}")
+        engine = f" [{snap.runner} job {a.external_id}]" if a.external_id else ""
+        lines.append(f"  attempt {a.n:<3} {stamp} {how}{engine}{why}")
     if snap.state is State.QUEUED and snap.not_before > snap.taken_at:
         stamp = time.strftime("%H:%M:%S", time.localtime(snap.not_before))
         lines.append(f"  attempt {snap.attempt + 1:<3} not before {stamp}")
@@ -422,7 +423,7 @@ def _queue_cells(snap: JobSnapshot, now: float | None) -> list[str]:
         state_badge(snap.state.value),
         escape(snap.priority_name),
         str(snap.gpus),
-        f"#{snap.queue_position}" if snap.queue_position else "",
+        escape(snap.place),
         fmt_clock(snap.started_at, now),
         fmt_duration(runtime) if runtime is not None else "",
         fmt_usd(cost) if cost is not None and snap.started_at is not None else "",
@@ -515,7 +516,7 @@ def jobs_table(snaps: Sequence[JobSnapshot], now: float | None = None) -> str:
                 s.priority_name,
                 str(s.gpus),
                 str(s.attempt),
-                f"#{s.queue_position}" if s.queue_position else "",
+                s.place,
                 _ago(now - s.submitted_at),
             )
         )
