@@ -129,8 +129,9 @@ def check_submission(
     check_kernel(notebook, spec.notebook, here=runner.runs_here, parameters=bool(spec.params))
     runner.check_capacity(spec.gpus, spec.nodes)
     folder = Path(spec.submit_dir)
-    # $NBLAUNCH_HOME may sit inside the notebook's folder: it never travels.
-    files = list_workspace(folder, exclude=root)
+    # $NBLAUNCH_HOME or the queue's job folder may sit inside the notebook's folder:
+    # neither travels.
+    files = list_workspace(folder, exclude=(root, runner.storage(root)))
     limit = spec.workspace_limit_mb or options.workspace_limit_mb
     check_size(folder, files, int(limit * 1e6))
     return options, files

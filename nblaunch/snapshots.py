@@ -165,7 +165,7 @@ class JobSnapshot:
             if attempt and wait > 0:
                 return f"{place}, retry after {attempt} in {wait:.0f}s"
             return f"{place}, retry after {attempt}" if attempt else place
-        if self.external_id is not None and not self.final:
+        if self.external_id is not None:
             attempt += f" ({self.runner} job {self.external_id})"
         if self.pending_reason is not None:
             attempt += f", {self.place}"

@@ -326,6 +326,57 @@ SUBMIT_CASES = [
         queues="[queues.gpu]\nrunner = 'nope'\n",
     ),
     case(
+        "slurm-no-run-root",
+        [NB, "--queue", "hpc"],
+        "queues.toml",
+        "run_root",
+        queues="[queues.hpc]\nrunner = 'slurm'\n",
+    ),
+    case(
+        "slurm-relative-run-root",
+        [NB, "--queue", "hpc"],
+        "queues.toml",
+        "must be an absolute path",
+        queues="[queues.hpc]\nrunner = 'slurm'\nrun_root = 'runs'\n",
+    ),
+    case(
+        "slurm-reserved-sbatch-arg",
+        [NB, "--queue", "hpc"],
+        "queues.toml",
+        "--output is set by nblaunch",
+        queues="[queues.hpc]\nrunner = 'slurm'\nrun_root = '/tmp/r'\n"
+        "extra_sbatch_args = ['--output=x']\n",
+    ),
+    case(
+        "slurm-sbatch-args-one-string",
+        [NB, "--queue", "hpc"],
+        "queues.toml",
+        "is not one sbatch option",
+        queues="[queues.hpc]\nrunner = 'slurm'\nrun_root = '/tmp/r'\n"
+        "extra_sbatch_args = ['--exclusive --constraint=a100', 'a100']\n",
+    ),
+    case(
+        "slurm-unknown-priority-level",
+        [NB, "--queue", "hpc"],
+        "queues.toml",
+        "unknown priority level 'urgent'",
+        queues="[queues.hpc]\nrunner = 'slurm'\nrun_root = '/tmp/r'\n"
+        "priority_nice = {urgent = 0}\n",
+    ),
+    case(
+        "slurm-too-many-nodes",
+        [NB, "--queue", "hpc", "--nodes", "4"],
+        "at most 2 node(s)",
+        "--nodes to 2",
+        queues="[queues.hpc]\nrunner = 'slurm'\nrun_root = '/tmp/r'\nnodes = 2\n",
+    ),
+    case(
+        "slurm-too-many-gpus",
+        [NB, "--queue", "hpc", "--gpus", "8"],
+        "4 GPU(s) per node",
+        queues="[queues.hpc]\nrunner = 'slurm'\nrun_root = '/tmp/r'\ngpus_per_node = 4\n",
+    ),
+    case(
         "toml-runner-not-a-name",
         [NB],
         "runner must be a name",

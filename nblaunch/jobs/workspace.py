@@ -71,16 +71,16 @@ class WorkspaceFile:
     size: int
 
 
-def list_workspace(folder: Path, exclude: Path | None = None) -> list[WorkspaceFile]:
+def list_workspace(folder: Path, exclude: Sequence[Path] = ()) -> list[WorkspaceFile]:
     """List the files of ``folder`` that travel with a job, sorted by ``rel``.
 
     Parameters
     ----------
     folder : Path
         The notebook's folder.
-    exclude : Path, optional
-        A folder never listed nor walked, even inside ``folder`` (nblaunch's
-        own home, which holds every bundle).
+    exclude : sequence of Path
+        Folders never listed nor walked, even inside ``folder`` (nblaunch's own
+        home and a queue's run folder, which hold every bundle).
 
     Returns
     -------
@@ -92,7 +92,7 @@ def list_workspace(folder: Path, exclude: Path | None = None) -> list[WorkspaceF
     if not root.is_dir():
         raise SpecError(f"workspace {folder} is not a folder")
     rules = _IgnoreRules(root)
-    skip = _inside_rel(root, exclude)
+    skip = {rel for rel in (_inside_rel(root, folder) for folder in exclude) if rel is not None}
     listed = _git_listing(root)
     if listed is None:
         rels: Iterable[str] = _walk(root, rules, skip)
@@ -248,14 +248,14 @@ def _inside_rel(root: Path, folder: Path | None) -> str | None:
     return rel.as_posix() if rel.parts else ""
 
 
-def _under(rel: str, folder: str | None) -> bool:
-    return folder is not None and (folder == "" or rel == folder or rel.startswith(folder + "/"))
+def _under(rel: str, folders: set[str]) -> bool:
+    return any(f == "" or rel == f or rel.startswith(f + "/") for f in folders)
 
 
-def _walk(root: Path, rules: _IgnoreRules, skip: str | None) -> Iterator[str]:
+def _walk(root: Path, rules: _IgnoreRules, skip: set[str]) -> Iterator[str]:
     """Every file under ``root`` not excluded, skipping ``.git`` and ``skip`` and
     never following a symlink into a folder."""
-    if skip == "":
+    if "" in skip:
         return
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath).relative_to(root).as_posix()
@@ -263,7 +263,7 @@ def _walk(root: Path, rules: _IgnoreRules, skip: str | None) -> Iterator[str]:
         dirnames[:] = [
             d
             for d in dirnames
-            if d != ".git" and prefix + d != skip and not rules.excludes_dir(prefix + d)
+            if d != ".git" and prefix + d not in skip and not rules.excludes_dir(prefix + d)
         ]
         for name in filenames:
             if not rules.excludes(prefix + name):

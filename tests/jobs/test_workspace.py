@@ -122,18 +122,18 @@ def test_plain_folder_honours_nblaunchignore(no_git_above: Path) -> None:
 @needs_git
 def test_a_home_inside_the_folder_never_travels(repo: Path, no_git_above: Path) -> None:
     write(repo / "nb" / "home" / "jobs" / "bundle.txt")  # untracked, not ignored
-    assert [f.rel for f in list_workspace(repo / "nb", exclude=repo / "nb" / "home")] == [
+    assert [f.rel for f in list_workspace(repo / "nb", exclude=[repo / "nb" / "home"])] == [
         "data/x.csv",
         "helper.py",
     ]
     write(no_git_above / "a.py")
     write(no_git_above / "home" / "nblaunch.db")
     assert rels_excluding(no_git_above, no_git_above / "home") == ["a.py"]
-    assert list_workspace(no_git_above, exclude=no_git_above) == []
+    assert list_workspace(no_git_above, exclude=[no_git_above]) == []
 
 
 def rels_excluding(folder: Path, home: Path) -> list[str]:
-    return [f.rel for f in list_workspace(folder, exclude=home)]
+    return [f.rel for f in list_workspace(folder, exclude=[home])]
 
 
 def test_not_a_folder_is_refused(tmp_path: Path) -> None:

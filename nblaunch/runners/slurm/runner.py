@@ -136,7 +136,8 @@ class SlurmRunner(Runner):
         if job is None:  # Slurm forgot it (past MinJobAge): the run folder tells
             return end_from_result(run, None)
         if job.restarts > handle["restarts"]:
-            return _requeued(job, run)
+            # Requeued; while COMPLETING the old run may still be saving its checkpoint.
+            return None if job.state == "COMPLETING" else _requeued(job, run)
         if job.state in WAITING:
             if job.state.startswith("REQUEUE"):
                 return _requeued(job, run)

@@ -1,0 +1,114 @@
+"""Slurm ends an allocation three ways short of the job's end: ``scontrol requeue``,
+a node going DOWN, and the time limit (after ``--signal`` gave the job its
+warning). Each becomes a new nblaunch attempt that resumes from the checkpoint
+and finishes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import nblaunch
+from nblaunch.queue.states import State
+from tests.conftest import make_notebook
+from tests.runners.slurm.conftest import configure, slurm, slurm_job, wait_until
+
+#: a training loop that checkpoints every 20 steps and when told to stop
+CHECKPOINTING = """\
+import json, os, time, nblaunch
+ckpt = os.path.join(os.environ["NBLAUNCH_CHECKPOINT_DIR"], "step.json")
+start = json.load(open(ckpt))["step"] if os.path.exists(ckpt) else 0
+print("resumed from", start, flush=True)
+
+def save(step):
+    json.dump({"step": step}, open(ckpt + ".tmp", "w"))
+    os.replace(ckpt + ".tmp", ckpt)
+
+step = start
+while step < steps and not nblaunch.preempted():
+    time.sleep(0.05)
+    step += 1
+    nblaunch.log({"step_done": step}, step=step)
+    if step % 20 == 0:
+        save(step)
+save(step)
+print("stopped at", step, "preempted:", nblaunch.preempted(), flush=True)
+"""
+
+
+def checkpointed(job: nblaunch.Job, at_least: int) -> bool:
+    assert not job.row.final, job.status_line()
+    path = job.row.job_dir / "checkpoints" / "step.json"
+    try:
+        return json.loads(path.read_text())["step"] >= at_least
+    except (OSError, ValueError):
+        return False
+
+
+def resumed_from(job: nblaunch.Job, attempt: int) -> int:
+    found = re.search(r"resumed from (\d+)", job.logs(attempt))
+    assert found, job.logs(attempt)
+    return int(found.group(1))
+
+
+def submit_trainer(tmp_path: Path, steps: int) -> nblaunch.Job:
+    nb = make_notebook(tmp_path / "train.ipynb", CHECKPOINTING, params="steps = 10")
+    return nblaunch.submit(nb, queue="slurm", params={"steps": steps})
+
+
+@pytest.mark.slow
+def test_a_slurm_requeue_becomes_a_new_attempt_that_resumes(
+    slurm_home: Path, tmp_path: Path
+) -> None:
+    job = submit_trainer(tmp_path, steps=600)
+    wait_until(lambda: checkpointed(job, 40), 180, "a first checkpoint")
+    slurm_id = job.snapshot(metrics=False).external_id
+    assert slurm_id is not None
+    slurm("scontrol", "requeue", slurm_id)
+    assert job.wait(timeout=300) is State.SUCCEEDED, job.logs()
+    attempts = job.snapshot(metrics=False).attempts
+    assert [a.failure_class for a in attempts] == ["preempted", None], attempts
+    # Slurm restarted its own job; the restart is the new attempt.
+    assert [a.external_id for a in attempts] == [slurm_id, slurm_id]
+    assert slurm_job(slurm_id)["Restarts"] == "1"
+    assert resumed_from(job, 2) >= 40
+
+
+@pytest.mark.slow
+def test_a_node_going_down_becomes_a_new_attempt_that_resumes(
+    slurm_home: Path, tmp_path: Path
+) -> None:
+    job = submit_trainer(tmp_path, steps=600)
+    wait_until(lambda: checkpointed(job, 40), 180, "a first checkpoint")
+    slurm_id = job.snapshot(metrics=False).external_id
+    assert slurm_id is not None
+    node = slurm_job(slurm_id)["NodeList"]
+    slurm("scontrol", "update", f"nodename={node}", "state=down", "reason=nblaunch-test")
+    assert job.wait(timeout=300) is State.SUCCEEDED, job.logs()
+    attempts = job.snapshot(metrics=False).attempts
+    assert len(attempts) == 2 and attempts[0].failure_class in ("lost", "preempted"), attempts
+    assert attempts[1].failure_class is None
+    assert resumed_from(job, 2) >= 40
+    other = slurm_job(attempts[1].external_id or "")["NodeList"]
+    assert other != node, other
+
+
+@pytest.mark.slow
+def test_a_time_limit_ends_the_allocation_after_a_checkpoint_and_the_next_one_resumes(
+    slurm_home: Path, tmp_path: Path
+) -> None:
+    # SIGTERM 50 s before the 1-minute limit; Slurm looks every ~30 s, so it comes 10-40 s in.
+    configure(slurm_home, tmp_path, time_limit="1m", signal_grace_s=50)
+    job = submit_trainer(tmp_path, steps=1400)  # 70 s of steps: more than one allocation
+    assert job.wait(timeout=480) is State.SUCCEEDED, job.logs()
+    attempts = job.snapshot(metrics=False).attempts
+    assert len(attempts) >= 2, attempts
+    assert all(a.failure_class == "preempted" for a in attempts[:-1]), attempts
+    first = json.loads((job.row.job_dir / "attempts" / "1" / "result.json").read_text())
+    assert first["outcome"] == "preempted", first  # the runtime checkpointed on the signal
+    assert "preempted: True" in job.logs(1)
+    assert resumed_from(job, 2) > 0
+    assert slurm_job(attempts[0].external_id or "")["JobState"] != "TIMEOUT"
