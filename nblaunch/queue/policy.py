@@ -61,6 +61,13 @@ def decide(job: JobRow, end: AttemptEnd, now: float, rng: random.Random | None =
             f"preempted; requeued to resume (preemption {done + 1}/{cap})",
             {counter: done + 1, "not_before": 0.0, "error": None},
         )
+    if end.engine_kept:
+        # The engine restarts the job by itself (after its own delay): adopt it at once.
+        return Decision(
+            State.QUEUED,
+            f"{what}; requeued by its engine ({klass} retry {done + 1}/{cap})",
+            {counter: done + 1, "not_before": 0.0, "error": error},
+        )
     delay = policy.backoff_s(done, rng)
     return Decision(
         State.QUEUED,

@@ -31,7 +31,7 @@ while not os.path.exists(release):
 """
 
 #: quotes, expansions, command substitution, separators, a backslash and a newline
-TRICKY = "it's \"quoted\" $HOME `id` $(echo hi); rm -rf / && echo \\ done\nsecond line"
+TRICKY = 'it\'s "quoted" $HOME `id` $(echo hi); rm -rf / && echo \\ done\nsecond line'
 
 
 def running(job: nblaunch.Job) -> bool:
@@ -95,9 +95,7 @@ def test_cancel_stops_within_the_grace_and_keeps_the_partial_notebook_and_a_fail
     loop = nblaunch.submit(looping, queue="slurm")
     fail = nblaunch.submit(failing, queue="slurm")
     wait_until(lambda: running(loop), 120, "the looping job to run")
-    wait_until(
-        lambda: "partial work done" in loop.logs(), 120, "the looping job's first cell"
-    )
+    wait_until(lambda: "partial work done" in loop.logs(), 120, "the looping job's first cell")
     asked = time.monotonic()
     loop.cancel()
     assert loop.wait(timeout=60) is State.CANCELLED

@@ -31,9 +31,7 @@ dist.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_launch_runs_ddp_across_two_slurm_nodes(
-    ip: InteractiveShell, slurm_home: Path
-) -> None:
+def test_launch_runs_ddp_across_two_slurm_nodes(ip: InteractiveShell, slurm_home: Path) -> None:
     job = ip.run_cell_magic(
         "launch", "--queue slurm --nodes 2 --gpus 1 --no-widget --name two-nodes", DDP_CELL
     )
@@ -44,7 +42,10 @@ def test_launch_runs_ddp_across_two_slurm_nodes(
     assert f"slurm job {slurm_id}" in job_header_html(snap)
     assert slurm_job(slurm_id)["NumNodes"] == "2"
     run_dir = job.run_dir
-    texts = [outputs_text(run_dir / "output.ipynb"), outputs_text(run_dir / "ranks" / "1" / "output.ipynb")]
+    texts = [
+        outputs_text(run_dir / "output.ipynb"),
+        outputs_text(run_dir / "ranks" / "1" / "output.ipynb"),
+    ]
     assert "rank 0 of 2 on node1: sum 3" in texts[0], texts
     assert "rank 1 of 2 on node2: sum 3" in texts[1], texts
     assert (run_dir / "ranks" / "0" / "stdout.log").exists()
