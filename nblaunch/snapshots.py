@@ -166,7 +166,7 @@ class JobSnapshot:
                 return f"{place}, retry after {attempt} in {wait:.0f}s"
             return f"{place}, retry after {attempt}" if attempt else place
         if self.external_id is not None:
-            attempt += f" ({self.runner} job {self.external_id})"
+            attempt += f", {self.runner} job {self.external_id}"
         if self.pending_reason is not None:
             attempt += f", {self.place}"
         return attempt

@@ -213,3 +213,25 @@ def test_estimate_html_on_demand_spot_and_verdict() -> None:
 def test_params_label_lists_varying_keys() -> None:
     assert render.params_label({"lr": 0.0003, "bs": 32}, ["lr"]) == "lr=0.0003"
     assert render.params_label({"lr": 0.0003, "bs": 32}) == "bs=32, lr=0.0003"
+
+
+def test_a_job_its_engine_holds_back_says_why_everywhere() -> None:
+    held = snap(
+        state=State.STARTING,
+        attempt=1,
+        preemptions=0,
+        started_at=None,
+        runner="slurm",
+        external_id="4242",
+        pending_reason="Priority",
+    )
+    assert held.where == "attempt 1, slurm job 4242, pending: Priority"
+    assert "slurm job 4242" in render.job_header_html(held)
+    assert "pending: Priority" in render.job_header_html(held)
+    assert "pending: Priority" in render.jobs_table([held], now=NOW)
+    assert "pending: Priority" in render.queue_row_html(held, now=NOW)
+    assert held.to_dict()["external_id"] == "4242"
+    assert held.to_dict()["pending_reason"] == "Priority"
+    started = snap(runner="slurm", external_id="4242")
+    assert started.where == "attempt 2 (1 preemption), slurm job 4242"
+    assert "pending" not in render.jobs_table([started], now=NOW)

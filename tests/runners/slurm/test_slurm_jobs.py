@@ -16,6 +16,7 @@ import nbformat
 import nblaunch
 from nblaunch import api
 from nblaunch.queue.states import State
+from tests.agent.test_reliability import kill_agent
 from tests.conftest import make_notebook, run_cli
 from tests.runners.slurm.conftest import configure, slurm, slurm_job, wait_until
 
@@ -164,3 +165,18 @@ def test_a_two_gpu_job_sees_two_fake_devices(slurm_home: Path, tmp_path: Path) -
     assert "devices 0,1" in job.logs()
     facts = slurm_job(job.snapshot(metrics=False).external_id or "")
     assert "gpu:2" in facts.get("TresPerNode", "") + facts.get("TRES", ""), facts
+
+
+def test_a_slurm_job_outlives_its_agent_and_the_next_agent_follows_it(
+    slurm_home: Path, tmp_path: Path
+) -> None:
+    nb = make_notebook(
+        tmp_path / "train.ipynb", LOGGING_UNTIL_RELEASED, params="msg = ''\nrelease = ''"
+    )
+    release = tmp_path / "release"
+    job = nblaunch.submit(nb, queue="slurm", params={"release": str(release)})
+    wait_until(lambda: running(job), 120, "the job to run")
+    kill_agent(slurm_home)
+    release.touch()
+    assert job.wait(timeout=120) is State.SUCCEEDED, job.logs()  # waiting starts an agent
+    assert len(job.snapshot(metrics=False).attempts) == 1
