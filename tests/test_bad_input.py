@@ -348,6 +348,22 @@ SUBMIT_CASES = [
         "extra_sbatch_args = ['--output=x']\n",
     ),
     case(
+        "slurm-reserved-short-or-abbreviated",
+        [NB, "--queue", "hpc"],
+        "queues.toml",
+        "-ologs (--output) is set by nblaunch",
+        queues="[queues.hpc]\nrunner = 'slurm'\nrun_root = '/tmp/r'\n"
+        "extra_sbatch_args = ['-ologs']\n",
+    ),
+    case(
+        "slurm-reserved-abbreviated",
+        [NB, "--queue", "hpc"],
+        "queues.toml",
+        "--out (--output) is set by nblaunch",
+        queues="[queues.hpc]\nrunner = 'slurm'\nrun_root = '/tmp/r'\n"
+        "extra_sbatch_args = ['--out=x']\n",
+    ),
+    case(
         "slurm-sbatch-args-one-string",
         [NB, "--queue", "hpc"],
         "queues.toml",

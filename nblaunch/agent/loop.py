@@ -25,7 +25,7 @@ from nblaunch.home import queues_file, store_path
 from nblaunch.queue import policy
 from nblaunch.queue.config import load_queues, runner_for, unavailable_queues
 from nblaunch.queue.rows import AttemptRow, JobRow, held_spans
-from nblaunch.queue.states import State
+from nblaunch.queue.states import State, sources_of
 from nblaunch.queue.store import Store
 from nblaunch.runners.base import AttemptEnd, Launch, Pending, QueueOptions, Runner
 from nblaunch.runtime.contract import Env, JobDir, Outcome, RunDir, job_cost
@@ -288,26 +288,27 @@ class Agent:
         runner: Runner,
         handle: dict[str, Any],
         status: AttemptEnd | Pending | None,
+        since: float | None = None,
     ) -> None:
         """Act on what the runner says of an attempt it holds: still waiting in its
-        engine, running, or ended (an attempt that ended before the agent saw it
-        run is recorded as having run)."""
+        engine, running (since ``since``, default now), or ended. An attempt that
+        ended before the agent saw it run is recorded as having run only when its
+        end says it ran (it succeeded, or was preempted)."""
         if isinstance(status, Pending):
             if handle != attempt.handle or status.reason != attempt.pending_reason:
                 self.store.record_pending(job.id, attempt.n, handle, status.reason)
             return
-        if attempt.state is State.STARTING:
+        end = None if status is None else _stopped_end(job, attempt, status)
+        ran = end is None or State.STARTING not in sources_of(State(end.outcome.state))
+        if attempt.state is State.STARTING and ran:
             external = handle.get("external_id")
-            self._running(
-                job,
-                handle,
-                f"started by {runner.name} runner" + (f" as {external}" if external else ""),
-            )
-        if status is None:
+            note = f"started by {runner.name} runner" + (f" as {external}" if external else "")
+            self._running(job, handle, note, since)
+        if end is None:
             return
         self._cancelling.discard((job.id, attempt.n))
-        state = self._finish(job, attempt, _stopped_end(job, attempt, status))
-        if status.engine_kept and state is not State.QUEUED:
+        state = self._finish(job, attempt, end, handle)
+        if end.engine_kept and state is not State.QUEUED:
             # No attempt follows: the engine must not start the job again.
             runner.cancel(handle, 0.0)
 
@@ -318,8 +319,9 @@ class Agent:
         run = RunDir(attempt.run_dir)
         handle = runner.recover(run, job.id, attempt.n)
         if handle is not None:
-            note = f"adopted from an agent that died while starting it ({runner.name} runner)"
-            self._running(job, handle, note, since=attempt.started_at)
+            log.info("job %s attempt %d adopted from an agent that died", job.id, attempt.n)
+            status = runner.poll(handle, run)
+            self._progress(job, attempt, runner, handle, status, since=attempt.started_at)
             return
         if time.time() - attempt.started_at >= ADOPT_GRACE_S:
             self._finish(job, attempt, AttemptEnd(Outcome.AGENT_DIED))
@@ -381,7 +383,9 @@ class Agent:
             checkpoint_dir=JobDir(job.job_dir).checkpoints,
             gpu_ids=attempt.gpu_ids,
             env=self._job_env(job, attempt),
-            previous=self.store.attempts(job.id)[-2].handle if attempt.n > 1 else None,
+            previous=next(
+                (a.handle for a in reversed(self.store.attempts(job.id)[:-1]) if a.handle), None
+            ),
         )
         try:
             handle = runner.submit(launch)
@@ -428,10 +432,19 @@ class Agent:
             env[Env.PRICE_PER_GPU_HOUR] = repr(price)
         return env
 
-    def _finish(self, job: JobRow, attempt: AttemptRow, end: AttemptEnd) -> State | None:
-        """Record how the attempt ended; the job's new state (None: it had moved on)."""
+    def _finish(
+        self,
+        job: JobRow,
+        attempt: AttemptRow,
+        end: AttemptEnd,
+        handle: dict[str, Any] | None = None,
+    ) -> State | None:
+        """Record how the attempt ended (and its ``handle``, when it ended before the
+        store had it); the job's new state (None: it had moved on)."""
         job = self.store.job(job.id)
         fields = {"exit_code": end.exit_code, "outcome": end.outcome.value, "error": end.error}
+        if handle is not None:
+            fields["handle"] = handle
         decision = policy.decide(job, end, time.time())
         if decision.state is State.CANCELLED:
             attempt_state = State.CANCELLED

@@ -69,8 +69,11 @@ def main(argv: list[str]) -> int:
     finally:
         stop_sampling.set()
     result = replace(result, started_at=started, finished_at=time.time())
-    if not follower:
-        result.write(run.result)
+    if follower:
+        # Its ranks' results are in ranks/N for the first node to read; a failing exit
+        # here would have srun kill the first node before it records why.
+        return 0
+    result.write(run.result)
     return result.outcome.exit_code
 
 

@@ -16,8 +16,8 @@ from nblaunch.runtime.notebook import SignalForwarder, ended
 def run_distributed(
     bundle: Path, run: RunDir, spec: dict[str, Any], forwarder: SignalForwarder
 ) -> Result:
-    """Run every local rank under torchrun; the job's outcome is rank 0's, unless
-    another rank failed first (then that rank's error, so the cause is shown)."""
+    """Run every local rank under torchrun; the job's outcome is rank 0's, unless a
+    rank failed (then the first rank's own failure, so the cause is shown)."""
     node = DistributedEnv.from_env()
     nodes = int(spec["nodes"])
     master_port = node.master_port if nodes > 1 else _free_port()
@@ -32,7 +32,11 @@ def run_distributed(
     ]  # fmt: skip
     code = subprocess.call(argv, stdin=subprocess.DEVNULL)
     results = [r for r in map(Result.read, run.rank_results()) if r is not None]
-    failed = [r for r in results if r.outcome is not Outcome.SUCCEEDED]
+    # A rank's own failure first: the other ranks are often only stopped because of it.
+    failed = sorted(
+        (r for r in results if r.outcome is not Outcome.SUCCEEDED),
+        key=lambda r: r.outcome is Outcome.PREEMPTED,
+    )
     if results and not failed and code == 0:
         return ended(forwarder, Outcome.SUCCEEDED, None)
     if failed:

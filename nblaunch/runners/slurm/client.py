@@ -40,6 +40,8 @@ class SlurmClient:
         self.timeout_s = timeout_s
         self._listing: dict[str, SlurmJob] = {}
         self._listed_at = -1.0
+        #: why the last listing failed: every poll of the same pass fails at once with it
+        self._failure: EngineError | None = None
 
     def call(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
@@ -57,7 +59,11 @@ class SlurmClient:
                 "(raise client_timeout_s in queues.toml for a slow controller)"
             ) from None
         if check and proc.returncode != 0:
-            raise EngineError(f"{' '.join(argv[:2])} failed: {_one_line(proc.stderr)}")
+            raise EngineError(
+                f"Slurm refused `{' '.join(argv[:2])}`: {_one_line(proc.stderr)} (check the "
+                "queue's Slurm settings in queues.toml: partition, account, qos, "
+                "extra_sbatch_args)"
+            )
         return proc
 
     def sbatch(self, args: list[str], script: str) -> str:
@@ -69,9 +75,16 @@ class SlurmClient:
         """Every job slurmctld holds, read at most once per ``max_age_s``."""
         now = time.monotonic()
         if now - self._listed_at >= max_age_s:
-            data = json.loads(self.call(["squeue", "--json"]).stdout)
-            self._listing = {str(j["job_id"]): _from_squeue(j) for j in data.get("jobs", [])}
             self._listed_at = now
+            try:
+                data = json.loads(self.call(["squeue", "--json"]).stdout)
+            except EngineError as exc:
+                self._failure = exc
+                raise
+            self._failure = None
+            self._listing = {str(j["job_id"]): _from_squeue(j) for j in data.get("jobs", [])}
+        if self._failure is not None:
+            raise self._failure
         return self._listing
 
     def job(self, job_id: str, max_age_s: float = 1.0) -> SlurmJob | None:
@@ -83,7 +96,10 @@ class SlurmClient:
         if proc.returncode != 0:
             if "Invalid job id" in proc.stderr:
                 return None
-            raise EngineError(f"scontrol show job {job_id} failed: {_one_line(proc.stderr)}")
+            raise EngineError(
+                f"`scontrol show job {job_id}` failed: {_one_line(proc.stderr)} "
+                "(is slurmctld up? `scontrol ping` says)"
+            )
         return _from_scontrol(proc.stdout)
 
     def find(self, comment: str) -> SlurmJob | None:
@@ -95,16 +111,14 @@ class SlurmClient:
         """Read the listing afresh next time (after a change this process made)."""
         self._listed_at = -1.0
 
-    def cancel(self, job_id: str, *, signal: str | None = None) -> None:
-        argv = (
-            ["scancel", job_id] if signal is None else ["scancel", "--full", "-s", signal, job_id]
-        )
-        self.call(argv, check=False)
+    def cancel(self, job_id: str) -> None:
+        """``scancel``: SIGTERM to every process of the job, SIGKILL after KillWait."""
+        self.call(["scancel", job_id], check=False)
         self.forget()
 
-    def requeue(self, job_id: str) -> None:
-        self.call(["scontrol", "requeue", job_id])
-        self.forget()
+    def signal(self, job_id: str, name: str, *, batch: bool) -> None:
+        """Send signal ``name`` to the job's steps, and to its batch shell if ``batch``."""
+        self.call(["scancel", *(["--full"] if batch else []), "-s", name, job_id], check=False)
 
 
 def _from_squeue(j: dict[str, Any]) -> SlurmJob:

@@ -11,12 +11,15 @@ from pydantic import Field, field_validator, model_validator
 from nblaunch.options import PRIORITIES
 from nblaunch.runners.base import Duration, QueueOptions
 
-#: sbatch options nblaunch sets itself; a queue's ``extra_sbatch_args`` may not repeat them
-RESERVED = (
-    "--chdir", "--comment", "--error", "--job-name", "--open-mode", "--output", "--parsable",
-    "--requeue", "--no-requeue", "--signal", "--wrap", "--nodes", "--gres", "--gpus",
-    "--gpus-per-node", "--ntasks-per-node", "--nice", "--export",
-)  # fmt: skip
+#: sbatch options nblaunch sets itself (or that would change how it reads the job); a
+#: queue's ``extra_sbatch_args`` may not repeat them, under a short name or abbreviated
+RESERVED = {
+    "--chdir": "-D", "--comment": None, "--error": "-e", "--job-name": "-J",
+    "--open-mode": None, "--output": "-o", "--parsable": None, "--requeue": None,
+    "--no-requeue": None, "--signal": None, "--wrap": None, "--nodes": "-N", "--gres": None,
+    "--gpus": "-G", "--gpus-per-node": None, "--ntasks-per-node": None, "--nice": None,
+    "--export": None, "--wait": "-W", "--array": "-a", "--test-only": None,
+}  # fmt: skip
 
 
 class SlurmOptions(QueueOptions):
@@ -61,9 +64,15 @@ class SlurmOptions(QueueOptions):
                     'starting with "-", e.g. ["--constraint=a100", "--exclusive"]'
                 )
             name = arg.split("=", 1)[0]
-            if name in RESERVED:
+            clash = next((o for o, short in RESERVED.items() if name == short), None)
+            if name.startswith("--") and len(name) > 3:  # sbatch takes unambiguous prefixes
+                clash = next((o for o in RESERVED if o.startswith(name)), clash)
+            elif len(name) > 2 and not name.startswith("--"):  # -oFILE is -o FILE
+                clash = next((o for o, short in RESERVED.items() if name[:2] == short), clash)
+            if clash is not None:
+                shown = name if name == clash else f"{name} ({clash})"
                 raise ValueError(
-                    f"{name} is set by nblaunch; use the queue's own keys instead "
+                    f"{shown} is set by nblaunch; use the queue's own keys instead "
                     f"(reserved: {', '.join(RESERVED)})"
                 )
         return args

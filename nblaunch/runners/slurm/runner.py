@@ -10,12 +10,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nblaunch.errors import CapacityError
+from nblaunch.errors import CapacityError, EngineError
 from nblaunch.runners.base import UNLIMITED, AttemptEnd, Launch, Pending, Runner, Slots
 from nblaunch.runners.result import end_from_result
 from nblaunch.runners.slurm.client import SlurmClient, SlurmJob
 from nblaunch.runners.slurm.options import SlurmOptions
-from nblaunch.runners.slurm.script import BatchJob, batch_script, comment, sbatch_args
+from nblaunch.runners.slurm.script import (
+    BatchJob,
+    batch_script,
+    comment,
+    first_attempt,
+    sbatch_args,
+)
 from nblaunch.runtime.contract import (
     BUNDLE_SPEC,
     JobDir,
@@ -30,6 +36,11 @@ from nblaunch.runtime.contract import (
 WAITING = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
 #: Slurm states of a job that holds its nodes
 HOLDING = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "RESIZING"})
+#: Slurm states of a job that ended for good (any other state: Slurm still has it)
+ENDED = frozenset({
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL",
+    "OUT_OF_MEMORY", "DEADLINE", "REVOKED",
+})  # fmt: skip
 #: how a Slurm job that ended without the runtime's ``result.json`` is classed
 _ENDED_BY_SLURM: dict[str, tuple[Outcome, str]] = {
     # A time limit or preemption ends one allocation; the next resumes from the checkpoint.
@@ -39,7 +50,7 @@ _ENDED_BY_SLURM: dict[str, tuple[Outcome, str]] = {
     "BOOT_FAIL": (Outcome.LOST, "could not boot its node (BOOT_FAIL)"),
     "OUT_OF_MEMORY": (Outcome.OOM, "ran out of memory (OUT_OF_MEMORY)"),
     "DEADLINE": (Outcome.TIMEOUT, "missed its deadline (DEADLINE)"),
-    "CANCELLED": (Outcome.RUNNER_ERROR, "was cancelled outside nblaunch (scancel)"),
+    "CANCELLED": (Outcome.RUNNER_ERROR, "was cancelled in Slurm (scancel)"),
 }
 #: how often the agent's view of the cluster is refreshed (one ``squeue`` per pass)
 LISTING_AGE_S = 1.0
@@ -107,29 +118,41 @@ class SlurmRunner(Runner):
         make_private_dir(script.parent)
         with os.fdopen(open_private(script, os.O_WRONLY | os.O_TRUNC), "w") as fh:
             fh.write(batch_script(job, self.options))
-        slurm_id = self.client.sbatch(sbatch_args(job, self.options), str(script))
+        try:
+            slurm_id = self.client.sbatch(sbatch_args(job, self.options), str(script))
+        except EngineError:
+            # sbatch may time out after slurmctld took the job: never submit it twice.
+            found = self.client.find(comment(launch.job_id, launch.attempt))
+            if found is None:
+                raise
+            slurm_id = found.id
         self.client.forget()
-        return _handle(slurm_id, launch.attempt, 0)
+        return _handle(slurm_id, launch.attempt, 0, job.nodes)
 
     def _adopt(self, launch: Launch) -> dict[str, Any] | None:
-        """The previous attempt's Slurm job, when Slurm requeued it and its next start
-        is this attempt; None when a new Slurm job is needed."""
+        """The previous attempt's Slurm job when Slurm restarted it into this attempt
+        (running, waiting, or even done while no agent watched); None when a new Slurm
+        job is needed. Restarts the agent never saw each end their own attempt."""
         previous = launch.previous
         if not previous or "external_id" not in previous:
             return None
-        slurm_id = previous["external_id"]
+        slurm_id, base = previous["external_id"], previous["base"]
         job = self.client.job(slurm_id, 0)
-        if job is None or not (job.state in WAITING or job.state in HOLDING):
+        if job is None:
             return None
-        if previous["base"] + job.restarts == launch.attempt:
-            return _handle(slurm_id, previous["base"], job.restarts)
-        # Slurm restarted it more often than the agent saw: its folders no longer match.
-        self.client.cancel(slurm_id)
+        if base + job.restarts >= launch.attempt:
+            return _handle(slurm_id, base, launch.attempt - base, previous.get("nodes", 1))
+        if job.state not in ENDED:
+            self.client.cancel(slurm_id)  # not restarted, yet alive: never run twice
         return None
 
     def recover(self, run: RunDir, job_id: str, attempt: int) -> dict[str, Any] | None:
-        job = self.client.find(comment(job_id, attempt))
-        return None if job is None else _handle(job.id, attempt, job.restarts)
+        spec = json.loads((JobDir.of_run(run.path).bundle / BUNDLE_SPEC).read_text())
+        for job in self.client.jobs(0).values():
+            base = first_attempt(job.comment, job_id)
+            if base is not None and base <= attempt <= base + job.restarts:
+                return _handle(job.id, base, attempt - base, int(spec["nodes"]))
+        return None
 
     def poll(self, handle: dict[str, Any], run: RunDir) -> AttemptEnd | Pending | None:
         job = self.client.job(handle["external_id"], LISTING_AGE_S)
@@ -138,27 +161,35 @@ class SlurmRunner(Runner):
         if job.restarts > handle["restarts"]:
             # Requeued; while COMPLETING the old run may still be saving its checkpoint.
             return None if job.state == "COMPLETING" else _requeued(job, run)
-        if job.state in WAITING:
-            if job.state.startswith("REQUEUE"):
-                return _requeued(job, run)
-            reason = job.reason if job.reason not in ("", "None") else "waiting for Slurm"
-            return Pending(reason)
         if job.state in HOLDING:
             return None
-        return _ended(job, run)
+        if job.state in ENDED:
+            return _ended(job, run)
+        if job.state in WAITING:
+            return Pending(job.reason if job.reason not in ("", "None") else "waiting for Slurm")
+        return Pending(job.state)  # a state this release added: Slurm still has the job
 
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
-        args = (handle["external_id"], grace_s, self.options.client_timeout_s)
+        args = (handle, grace_s, self.options.client_timeout_s)
         threading.Thread(target=_cancel, args=args, daemon=True).start()
 
     def preempt(self, handle: dict[str, Any]) -> None:
-        # What Slurm's own preemption does to a --requeue job.
-        self.client.requeue(handle["external_id"])
+        # SIGTERM, as a spot reclaim: the runtime checkpoints and ends preempted, and
+        # the next attempt resumes. (A requeue would SIGKILL a multi-node job's ranks:
+        # srun answers a SIGTERM of its own by killing its tasks.)
+        _terminate(self.client, handle)
 
 
-def _handle(slurm_id: str, base: int, restarts: int) -> dict[str, Any]:
-    """A Slurm attempt: the job, the attempt its first start was, and its restart count."""
-    return {"external_id": slurm_id, "base": base, "restarts": restarts}
+def _handle(slurm_id: str, base: int, restarts: int, nodes: int) -> dict[str, Any]:
+    """A Slurm attempt: the job, the attempt its first start was, its restart count, and
+    its nodes (a multi-node job is signalled through its steps, never its srun)."""
+    return {"external_id": slurm_id, "base": base, "restarts": restarts, "nodes": nodes}
+
+
+def _terminate(client: SlurmClient, handle: dict[str, Any]) -> None:
+    """SIGTERM every process of the attempt's runtime: the batch shell, which is the
+    runtime on one node; the srun step's tasks on several."""
+    client.signal(handle["external_id"], "TERM", batch=handle.get("nodes", 1) == 1)
 
 
 def _requeued(job: SlurmJob, run: RunDir) -> AttemptEnd:
@@ -191,16 +222,21 @@ def _error(job: SlurmJob, why: str) -> dict[str, Any]:
             "cell_index": None}  # fmt: skip
 
 
-def _cancel(slurm_id: str, grace_s: float, timeout_s: float) -> None:
-    """SIGTERM every process of the job (the runtime checkpoints and keeps its partial
-    notebook), then ``scancel`` it for good once it ended or the grace ran out."""
+def _cancel(handle: dict[str, Any], grace_s: float, timeout_s: float) -> None:
+    """SIGTERM the attempt (the runtime checkpoints and keeps its partial notebook),
+    then ``scancel`` the job for good once it ended or the grace ran out; a job that
+    has not started is cancelled at once."""
     client = SlurmClient(timeout_s)
-    if grace_s > 0:
-        client.cancel(slurm_id, signal="TERM")
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            job = client.job(slurm_id, 0.5)
-            if job is None or not (job.state in HOLDING or job.state in WAITING):
-                break
-            time.sleep(0.5)
-    client.cancel(slurm_id)
+    slurm_id = handle["external_id"]
+    try:
+        job = client.job(slurm_id, 0)
+        if grace_s > 0 and job is not None and job.state in HOLDING:
+            _terminate(client, handle)
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline:
+                job = client.job(slurm_id, 0.5)
+                if job is None or job.state not in HOLDING:
+                    break
+                time.sleep(0.5)
+    finally:
+        client.cancel(slurm_id)

@@ -60,6 +60,12 @@ def comment(job_id: str, attempt: int) -> str:
     return f"nblaunch:{job_id}:{attempt}"
 
 
+def first_attempt(text: str, job_id: str) -> int | None:
+    """The first attempt a Slurm job's comment names, if it is one of ``job_id``'s."""
+    head, _, attempt = text.rpartition(":")
+    return int(attempt) if head == f"nblaunch:{job_id}" and attempt.isdigit() else None
+
+
 def sbatch_args(job: BatchJob, options: SlurmOptions) -> list[str]:
     """Everything sbatch is told, one argv item per option."""
     name = _UNSAFE.sub("_", job.name)[:64] or "nblaunch"
@@ -67,11 +73,13 @@ def sbatch_args(job: BatchJob, options: SlurmOptions) -> list[str]:
         f"--job-name={name}",
         f"--comment={comment(job.job_id, job.attempt)}",
         f"--chdir={job.job_dir}",
-        f"--output={job.job_dir / 'slurm-%j.out'}",
-        f"--error={job.job_dir / 'slurm-%j.err'}",
+        f"--output={_pattern(job.job_dir)}/slurm-%j.out",
+        f"--error={_pattern(job.job_dir)}/slurm-%j.err",
         "--open-mode=append",
         "--requeue",
-        f"--signal=B:TERM@{options.signal_grace_s}",
+        # One node: the batch shell is the runtime. Several: signal the srun step's tasks,
+        # since srun answers a SIGTERM of its own by killing them.
+        f"--signal={'B:' if job.nodes == 1 else ''}TERM@{options.signal_grace_s}",
         f"--nodes={job.nodes}",
         "--ntasks-per-node=1",
     ]
@@ -92,6 +100,11 @@ def sbatch_args(job: BatchJob, options: SlurmOptions) -> list[str]:
     return args + list(options.extra_sbatch_args)
 
 
+def _pattern(folder: Path) -> str:
+    """``folder`` as sbatch's file-name patterns read it (``%%`` is one ``%``)."""
+    return str(folder).replace("%", "%%")
+
+
 def batch_script(job: BatchJob, options: SlurmOptions) -> str:
     """The script Slurm runs on the job's first node, at every (re)start."""
     q = shlex.quote
@@ -101,6 +114,8 @@ def batch_script(job: BatchJob, options: SlurmOptions) -> str:
         "# Written by nblaunch; every start of this Slurm job is one nblaunch attempt.",
         "set -eu",
         *(f"export {key}={q(value)}" for key, value in sorted(job.env.items())),
+        # sbatch passes on the submitter's environment: a job that asked for no GPU sees none.
+        *(["export CUDA_VISIBLE_DEVICES="] if job.gpus == 0 else []),
         f"attempt=$(( {job.attempt} + ${{SLURM_RESTART_COUNT:-0}} ))",
         f"run={q(str(attempts))}/$attempt",
         f"export {Env.ATTEMPT}=$attempt",
@@ -112,7 +127,8 @@ def batch_script(job: BatchJob, options: SlurmOptions) -> str:
         'cd "$run"',
     ]
     if options.setup:
-        lines.append(options.setup)
+        # The queue's own shell line; activation scripts (conda, Lmod) read unset variables.
+        lines += ["set +u", options.setup, "set -u"]
     command = [options.python, "-m", "nblaunch.runtime", str(job.bundle)]
     runtime = " ".join(q(word) for word in command) + ' "$run"'
     if job.nodes > 1:

@@ -65,6 +65,30 @@ def test_sbatch_arguments_carry_resources_signal_and_priority(tmp_path: Path) ->
     ):  # fmt: skip
         assert expected in args, (expected, args)
     assert args[-2:] == ["--constraint=ib", "--exclusive"]
+    several = sbatch_args(job(tmp_path, nodes=2, job_dir=tmp_path / "100%"), options())
+    # srun kills its tasks on a SIGTERM of its own: several nodes signal the steps instead.
+    assert "--signal=TERM@120" in several and "--nodes=2" in several
+    assert f"--output={tmp_path}/100%%/slurm-%j.out" in several
+
+
+def test_a_cpu_job_sees_no_gpu_and_the_setup_line_runs_with_unset_variables(
+    tmp_path: Path,
+) -> None:
+    script = batch_script(
+        job(tmp_path, gpus=0), options(setup='echo "setup sees ${UNSET_BY_ANYONE:-nothing}"')
+    )
+    assert "export CUDA_VISIBLE_DEVICES=\n" in script
+    path = tmp_path / "batch.sh"
+    path.write_text("echo ".join(script.rsplit("exec ", 1)))  # print the runtime's command
+    done = subprocess.run(
+        ["bash", str(path)],
+        env={"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "9", "CUDA_VISIBLE_DEVICES": "0"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    out = (tmp_path / "job dir" / "attempts" / "3" / "logs" / "stdout.log").read_text()
+    assert "setup sees nothing" in out
 
 
 def test_priority_levels_map_to_nice_or_qos() -> None:

@@ -129,8 +129,13 @@ def test_a_high_priority_job_starts_before_an_earlier_low_one_and_waiting_jobs_s
     # One slot: every job takes node1 whole.
     configure(slurm_home, tmp_path, extra_sbatch_args=["--exclusive", "--nodelist=node1"])
     blocker = slurm(
-        "sbatch", "--parsable", "--exclusive", "--nodelist=node1", "--output=/dev/null",
-        "--wrap", "sleep 600",
+        "sbatch",
+        "--parsable",
+        "--exclusive",
+        "--nodelist=node1",
+        "--output=/dev/null",
+        "--wrap",
+        "sleep 600",
     ).strip()
     wait_until(lambda: slurm_job(blocker)["JobState"] == "RUNNING", 60, "the blocker to run")
     nb = make_notebook(tmp_path / "quick.ipynb", "print('ran')")

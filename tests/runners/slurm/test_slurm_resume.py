@@ -13,6 +13,7 @@ import pytest
 
 import nblaunch
 from nblaunch.queue.states import State
+from tests.agent.test_reliability import kill_agent
 from tests.conftest import make_notebook
 from tests.runners.slurm.conftest import configure, slurm, slurm_job, wait_until
 
@@ -112,3 +113,45 @@ def test_a_time_limit_ends_the_allocation_after_a_checkpoint_and_the_next_one_re
     assert "preempted: True" in job.logs(1)
     assert resumed_from(job, 2) > 0
     assert slurm_job(attempts[0].external_id or "")["JobState"] != "TIMEOUT"
+
+
+@pytest.mark.slow
+def test_a_restart_that_finished_while_no_agent_watched_is_adopted_not_rerun(
+    slurm_home: Path, tmp_path: Path
+) -> None:
+    job = submit_trainer(tmp_path, steps=200)
+    wait_until(lambda: checkpointed(job, 40), 180, "a first checkpoint")
+    slurm_id = job.snapshot(metrics=False).external_id
+    assert slurm_id is not None
+    kill_agent(slurm_home)
+    slurm("scontrol", "requeue", slurm_id)
+    wait_until(
+        lambda: (
+            slurm_job(slurm_id)["JobState"] == "COMPLETED"
+            and slurm_job(slurm_id)["Restarts"] == "1"
+        ),
+        180,
+        "Slurm's restart to finish with no agent",
+    )
+    assert job.wait(timeout=120) is State.SUCCEEDED, job.logs()  # waiting starts an agent
+    attempts = job.snapshot(metrics=False).attempts
+    assert [a.external_id for a in attempts] == [slurm_id, slurm_id], attempts
+    assert [a.failure_class for a in attempts] == ["preempted", None], attempts
+    assert resumed_from(job, 2) >= 40
+
+
+@pytest.mark.slow
+def test_a_requeue_past_the_preemption_cap_is_cancelled_in_slurm(
+    slurm_home: Path, tmp_path: Path
+) -> None:
+    configure(slurm_home, tmp_path, retry={"max_preemptions": 0})
+    job = submit_trainer(tmp_path, steps=600)
+    wait_until(lambda: checkpointed(job, 20), 180, "a first checkpoint")
+    slurm_id = job.snapshot(metrics=False).external_id
+    assert slurm_id is not None
+    slurm("scontrol", "requeue", slurm_id)
+    assert job.wait(timeout=120) is State.PREEMPTED, job.status_line()
+    wait_until(
+        lambda: slurm_job(slurm_id)["JobState"] == "CANCELLED", 60, "Slurm to drop its restart"
+    )
+    assert len(job.snapshot(metrics=False).attempts) == 1
