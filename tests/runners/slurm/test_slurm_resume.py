@@ -60,14 +60,20 @@ def submit_trainer(tmp_path: Path, steps: int) -> nblaunch.Job:
     return nblaunch.submit(nb, queue="slurm", params={"steps": steps})
 
 
+def checkpointed_trainer(tmp_path: Path, steps: int, at: int = 40) -> tuple[nblaunch.Job, str]:
+    """A training job running in Slurm that has checkpointed step ``at``; its Slurm id."""
+    job = submit_trainer(tmp_path, steps)
+    wait_until(lambda: checkpointed(job, at), 180, "a first checkpoint")
+    slurm_id = job.snapshot(metrics=False).external_id
+    assert slurm_id is not None
+    return job, slurm_id
+
+
 @pytest.mark.slow
 def test_a_slurm_requeue_becomes_a_new_attempt_that_resumes(
     slurm_home: Path, tmp_path: Path
 ) -> None:
-    job = submit_trainer(tmp_path, steps=600)
-    wait_until(lambda: checkpointed(job, 40), 180, "a first checkpoint")
-    slurm_id = job.snapshot(metrics=False).external_id
-    assert slurm_id is not None
+    job, slurm_id = checkpointed_trainer(tmp_path, steps=600)
     slurm("scontrol", "requeue", slurm_id)
     assert job.wait(timeout=300) is State.SUCCEEDED, job.logs()
     attempts = job.snapshot(metrics=False).attempts
@@ -82,10 +88,7 @@ def test_a_slurm_requeue_becomes_a_new_attempt_that_resumes(
 def test_a_node_going_down_becomes_a_new_attempt_that_resumes(
     slurm_home: Path, tmp_path: Path
 ) -> None:
-    job = submit_trainer(tmp_path, steps=600)
-    wait_until(lambda: checkpointed(job, 40), 180, "a first checkpoint")
-    slurm_id = job.snapshot(metrics=False).external_id
-    assert slurm_id is not None
+    job, slurm_id = checkpointed_trainer(tmp_path, steps=600)
     node = slurm_job(slurm_id)["NodeList"]
     slurm("scontrol", "update", f"nodename={node}", "state=down", "reason=nblaunch-test")
     assert job.wait(timeout=300) is State.SUCCEEDED, job.logs()
@@ -119,10 +122,7 @@ def test_a_time_limit_ends_the_allocation_after_a_checkpoint_and_the_next_one_re
 def test_a_restart_that_finished_while_no_agent_watched_is_adopted_not_rerun(
     slurm_home: Path, tmp_path: Path
 ) -> None:
-    job = submit_trainer(tmp_path, steps=200)
-    wait_until(lambda: checkpointed(job, 40), 180, "a first checkpoint")
-    slurm_id = job.snapshot(metrics=False).external_id
-    assert slurm_id is not None
+    job, slurm_id = checkpointed_trainer(tmp_path, steps=200)
     kill_agent(slurm_home)
     slurm("scontrol", "requeue", slurm_id)
     wait_until(
@@ -145,10 +145,7 @@ def test_a_requeue_past_the_preemption_cap_is_cancelled_in_slurm(
     slurm_home: Path, tmp_path: Path
 ) -> None:
     configure(slurm_home, tmp_path, retry={"max_preemptions": 0})
-    job = submit_trainer(tmp_path, steps=600)
-    wait_until(lambda: checkpointed(job, 20), 180, "a first checkpoint")
-    slurm_id = job.snapshot(metrics=False).external_id
-    assert slurm_id is not None
+    job, slurm_id = checkpointed_trainer(tmp_path, steps=600, at=20)
     slurm("scontrol", "requeue", slurm_id)
     assert job.wait(timeout=120) is State.PREEMPTED, job.status_line()
     wait_until(
