@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,17 @@ def stop_agent(root: Path, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while holder_pid(root) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``condition()``'s first truthy value, looked for every 50 ms until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def write_queues(root: Path, text: str) -> None:

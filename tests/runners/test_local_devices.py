@@ -3,7 +3,6 @@ one job per device."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import nblaunch
 from nblaunch.errors import CapacityError
 from nblaunch.runners.local.options import machine_devices
-from tests.conftest import make_notebook
+from tests.conftest import make_notebook, wait_until
 
 UUIDS = "GPU-8f3e2b1c-1111-2222-3333-444455556666,GPU-0a1b2c3d-7777-8888-9999-000011112222"
 HOLD = (
@@ -32,13 +31,6 @@ def visible(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     machine_devices.cache_clear()
 
 
-def _wait_for(condition: object, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_one_gpu_jobs_get_distinct_visible_devices(
     visible: str, nbl_home: Path, tmp_path: Path
 ) -> None:
@@ -49,7 +41,12 @@ def test_one_gpu_jobs_get_distinct_visible_devices(
     jobs = [
         nblaunch.submit(nb, params={"seen": str(s), "release": str(release)}, gpus=1) for s in seen
     ]
-    _wait_for(lambda: seen[0].exists() and seen[1].exists())
+    # Written, not only created: the notebook opens the file before it writes.
+    wait_until(
+        lambda: all(s.exists() and s.read_text() for s in seen[:2]),
+        60,
+        "two jobs to see their devices",
+    )
     # Both devices are held: the third 1-GPU job waits for one of them.
     assert jobs[2].state.value == "queued"
     first, second = seen[0].read_text(), seen[1].read_text()

@@ -16,9 +16,9 @@ import nbformat
 import nblaunch
 from nblaunch import api
 from nblaunch.queue.states import State
-from tests.agent.test_reliability import kill_agent
-from tests.conftest import make_notebook, run_cli
-from tests.runners.slurm.conftest import configure, slurm, slurm_job, wait_until
+from tests.agent.test_reliability import kill_agent, running
+from tests.conftest import make_notebook, run_cli, wait_until
+from tests.runners.slurm.conftest import configure, slurm, slurm_job
 
 LOGGING_UNTIL_RELEASED = """\
 import json, os, time, nblaunch
@@ -31,22 +31,23 @@ while not os.path.exists(release):
     time.sleep(0.1)
 """
 
+
+def logging_notebook(tmp_path: Path) -> tuple[Path, Path]:
+    """A notebook logging a loss until its ``release`` file exists; that file's path."""
+    nb = make_notebook(
+        tmp_path / "train.ipynb", LOGGING_UNTIL_RELEASED, params="msg = ''\nrelease = ''"
+    )
+    return nb, tmp_path / "release"
+
+
 #: quotes, expansions, command substitution, separators, a backslash and a newline
 TRICKY = 'it\'s "quoted" $HOME `id` $(echo hi); rm -rf / && echo \\ done\nsecond line'
-
-
-def running(job: nblaunch.Job) -> bool:
-    assert not job.row.final, job.status_line()
-    return job.row.state is State.RUNNING
 
 
 def test_a_notebook_job_runs_on_slurm_with_its_id_live_metrics_and_logs(
     slurm_home: Path, tmp_path: Path
 ) -> None:
-    nb = make_notebook(
-        tmp_path / "train.ipynb", LOGGING_UNTIL_RELEASED, params="msg = ''\nrelease = ''"
-    )
-    release = tmp_path / "release"
+    nb, release = logging_notebook(tmp_path)
     job = nblaunch.submit(
         nb,
         queue="slurm",
@@ -176,10 +177,7 @@ def test_a_two_gpu_job_sees_two_fake_devices(slurm_home: Path, tmp_path: Path) -
 def test_a_slurm_job_outlives_its_agent_and_the_next_agent_follows_it(
     slurm_home: Path, tmp_path: Path
 ) -> None:
-    nb = make_notebook(
-        tmp_path / "train.ipynb", LOGGING_UNTIL_RELEASED, params="msg = ''\nrelease = ''"
-    )
-    release = tmp_path / "release"
+    nb, release = logging_notebook(tmp_path)
     job = nblaunch.submit(nb, queue="slurm", params={"release": str(release)})
     wait_until(lambda: running(job), 120, "the job to run")
     kill_agent(slurm_home)

@@ -14,9 +14,9 @@ from IPython.core.interactiveshell import InteractiveShell
 import nblaunch
 from nblaunch.queue.states import State
 from nblaunch.widgets.render import job_header_html
-from tests.conftest import make_notebook, run_cli
+from tests.conftest import make_notebook, run_cli, wait_until
 from tests.extension.conftest import outputs_text
-from tests.runners.slurm.conftest import slurm_job, wait_until
+from tests.runners.slurm.conftest import slurm_job
 
 DDP_CELL = """\
 import os, socket

@@ -14,8 +14,8 @@ import pytest
 import nblaunch
 from nblaunch.queue.states import State
 from tests.agent.test_reliability import kill_agent
-from tests.conftest import make_notebook
-from tests.runners.slurm.conftest import configure, slurm, slurm_job, wait_until
+from tests.conftest import make_notebook, wait_until
+from tests.runners.slurm.conftest import configure, slurm, slurm_job
 
 #: a training loop that checkpoints every 20 steps and when told to stop
 CHECKPOINTING = """\
