@@ -13,7 +13,8 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,8 @@ from nblaunch.queue.config import get_queue, load_queues, runner_for
 from nblaunch.queue.rows import EventRow, JobRow
 from nblaunch.queue.states import State
 from nblaunch.queue.store import Store, already_ended
-from nblaunch.runners.base import QueueOptions, Runner
-from nblaunch.runtime.contract import Result, RunDir
+from nblaunch.runners.base import Launch, QueueOptions, Runner, job_env
+from nblaunch.runtime.contract import JobDir, Result, RunDir
 from nblaunch.snapshots import FILTERS, JobSnapshot, QueueSnapshot
 
 __all__ = ["Job", "Queue", "jobs", "submit", "submit_spec", "sweep_jobs"]
@@ -92,6 +93,10 @@ def submit(
         Anything wrong with the request, in one line saying what and how to fix
         it; nothing is written then.
     """
+    return submit_spec(*notebook_spec(notebook, params, queue, gpus, priority, name, **options))
+
+
+def _check_submit_args(notebook: Any, params: Any) -> None:
     if not isinstance(notebook, (str, os.PathLike)):
         raise SpecError(
             f"notebook must be the path of an .ipynb file (a str or pathlib.Path), "
@@ -102,6 +107,19 @@ def submit(
             f"params must be a dict of name: value, not {type(params).__name__} "
             f"{params!r:.60}; e.g. params={{'lr': 0.001}}"
         )
+
+
+def notebook_spec(
+    notebook: str | os.PathLike[str],
+    params: Mapping[str, Any] | None = None,
+    queue: str = "local",
+    gpus: int = 0,
+    priority: str | int = "normal",
+    name: str | None = None,
+    **options: Any,
+) -> tuple[JobSpec, dict[str, Any]]:
+    """The spec and notebook ``submit`` would queue, from its arguments."""
+    _check_submit_args(notebook, params)
     path = Path(notebook).expanduser().resolve()
     nb = read_notebook(path)
     spec = JobSpec.build(
@@ -114,7 +132,7 @@ def submit(
         submit_dir=str(path.parent),
         **options,
     )
-    return submit_spec(spec, nb)
+    return spec, nb
 
 
 def check_submission(
@@ -158,6 +176,34 @@ def submit_spec(spec: JobSpec, notebook: dict[str, Any], root: Path | None = Non
     ensure_agent(root, db)
     _supervised[root] = time.monotonic()
     return Job(job_id, root=root)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """One job as ``--dry-run`` shows it: its bundle (in a folder of the caller's) and
+    the documents its first attempt would create on the queue's engine."""
+
+    spec: JobSpec
+    bundle: Path
+    documents: list[dict[str, Any]]
+
+
+def dry_run(
+    items: Sequence[tuple[JobSpec, dict[str, Any]]], folder: Path, root: Path | None = None
+) -> list[DryRun]:
+    """Check each job as ``submit_spec`` does and build its bundle under ``folder``;
+    nothing is queued and nothing written to the home, and no engine is asked."""
+    root = root or home()
+    checked = [check_submission(spec, nb, root) for spec, nb in items]
+    runs = []
+    for (spec, nb), (options, files) in zip(items, checked, strict=True):
+        job_id = secrets.token_hex(4)
+        job = JobDir(folder / job_id)
+        bundle = write_bundle(job.path, spec, nb, files, folder / "objects")
+        env = job_env(root, job_id, 1, job.checkpoints, options, 0.0)
+        launch = Launch(job_id, 1, bundle, job.attempt(1), job.checkpoints, (), env)
+        runs.append(DryRun(spec, bundle, runner_for(options).manifests(launch)))
+    return runs
 
 
 #: when each home was last checked for a live agent, so reads stay cheap

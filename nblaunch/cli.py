@@ -61,6 +61,12 @@ def cli() -> None:
 @click_job_options
 @click.option("--wait", is_flag=True, help="Wait for the job; exit 0 only if it succeeded.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print, as YAML, what the job's first attempt would create on its queue's engine "
+    "(Kubernetes manifests, a Slurm batch script); queue and write nothing.",
+)
 def submit(
     notebook: Path,
     params: tuple[tuple[str, str], ...],
@@ -68,21 +74,44 @@ def submit(
     params_file: Path | None,
     wait: bool,
     as_json: bool,
+    dry_run: bool,
     **options: Any,
 ) -> None:
     """Queue NOTEBOOK as a job; its folder travels with it as its working directory."""
-    from nblaunch.api import submit as submit_job
+    from nblaunch.api import notebook_spec, submit_spec
     from nblaunch.jobs.params import load_params_file, resolve_type
 
     values: dict[str, Any] = load_params_file(params_file) if params_file else {}
     values.update({k: resolve_type(v) for k, v in params})
     values.update(dict(raw))
-    job = submit_job(notebook, params=values, name=options["name"], **job_fields(options))
+    spec, nb = notebook_spec(notebook, values, name=options["name"], **job_fields(options))
+    if dry_run:
+        _print_dry_run(spec, nb)
+        return
+    job = submit_spec(spec, nb)
     if wait:
         _wait_with_progress(job, quiet=as_json)
     _print_job(job, as_json)
     if wait and job.state.value != "succeeded":
         sys.exit(EXIT_JOB_FAILED)
+
+
+def _print_dry_run(spec: Any, nb: dict[str, Any]) -> None:
+    import tempfile
+
+    from nblaunch.api import dry_run
+    from nblaunch.widgets.render import manifests_yaml
+
+    with tempfile.TemporaryDirectory(prefix="nblaunch-dry-run-") as folder:
+        (run,) = dry_run([(spec, nb)], Path(folder))
+    if not run.documents:
+        click.echo(
+            f"# queue {spec.queue!r} runs jobs on this machine: nothing is created on an "
+            "engine. Nothing was queued."
+        )
+        return
+    click.echo(f"# dry run: what the first attempt creates on queue {spec.queue!r}; nothing queued")
+    click.echo(manifests_yaml(run.documents), nl=False)
 
 
 @cli.command()

@@ -26,6 +26,8 @@ __all__ = [
     "magic_job_arguments",
     "parse_duration",
     "parse_priority",
+    "priority_level",
+    "check_levels",
     "priority_name",
 ]
 
@@ -259,6 +261,21 @@ def parse_duration(value: str | float, what: str = "duration") -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise SpecError(f"{what} {value!r} is not a duration; use seconds or 90s, 30m, 2h, 1d")
     return seconds
+
+
+def priority_level(priority: int) -> str:
+    """The highest named level at or below ``priority`` (the lowest for anything lower):
+    what an engine that knows only the named levels gives the job."""
+    levels = sorted(PRIORITIES.items(), key=lambda item: item[1])
+    return next((name for name, number in reversed(levels) if number <= priority), levels[0][0])
+
+
+def check_levels(mapping: dict[str, Any]) -> dict[str, Any]:
+    """A queue's per-level setting (priority level → engine value): every key a level."""
+    unknown = sorted(set(mapping) - set(PRIORITIES))
+    if unknown:
+        raise ValueError(f"unknown priority level {unknown[0]!r}; levels: {', '.join(PRIORITIES)}")
+    return mapping
 
 
 def priority_name(value: int) -> str:

@@ -27,8 +27,8 @@ from nblaunch.queue.config import load_queues, runner_for, unavailable_queues
 from nblaunch.queue.rows import AttemptRow, JobRow, held_spans
 from nblaunch.queue.states import State, sources_of
 from nblaunch.queue.store import Store
-from nblaunch.runners.base import AttemptEnd, Launch, Pending, QueueOptions, Runner
-from nblaunch.runtime.contract import Env, JobDir, Outcome, RunDir, job_cost
+from nblaunch.runners.base import AttemptEnd, Launch, Pending, QueueOptions, Runner, job_env
+from nblaunch.runtime.contract import JobDir, Outcome, RunDir, job_cost
 from nblaunch.runtime.metrics import read_new
 
 log = logging.getLogger("nblaunch.agent")
@@ -416,21 +416,11 @@ class Agent:
         )
 
     def _job_env(self, job: JobRow, attempt: AttemptRow) -> dict[str, str]:
-        env = {
-            Env.HOME: str(self.root),
-            Env.JOB_ID: job.id,
-            Env.ATTEMPT: str(attempt.n),
-            Env.CHECKPOINT_DIR: str(JobDir(job.job_dir).checkpoints),
-        }
-        # The kernel writes the job's cost so far into the wandb run summary at the end.
         options = self.runners[job.queue].options
-        env[Env.KERNEL_START_TIMEOUT_S] = repr(options.kernel_start_timeout_s)
-        price = options.price()
         spans, _ = held_spans(job, self.store.attempts(job.id), time.time())
-        env[Env.PRIOR_GPU_HOURS] = repr(job_cost(spans, job.gpus, price).gpu_hours)
-        if price is not None:
-            env[Env.PRICE_PER_GPU_HOUR] = repr(price)
-        return env
+        prior = job_cost(spans, job.gpus, options.price()).gpu_hours
+        checkpoints = JobDir(job.job_dir).checkpoints
+        return job_env(self.root, job.id, attempt.n, checkpoints, options, prior)
 
     def _finish(
         self,

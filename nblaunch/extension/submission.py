@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nblaunch.api import Job, check_submission, submit_spec
+from nblaunch.api import Job, submit_spec
 from nblaunch.extension import display
-from nblaunch.home import home, objects_dir
+from nblaunch.home import home
 from nblaunch.jobs.spec import JobSpec
 from nblaunch.options import job_fields
 from nblaunch.queue.states import State
@@ -36,26 +36,26 @@ def submit_all(items: Sequence[Item]) -> list[Job]:
 
 
 def dry_run(items: Sequence[Item]) -> list[Path]:
-    """Write each bundle to a temporary folder, print what it holds, queue nothing."""
+    """Write each bundle to a temporary folder and print what it holds and what its
+    first attempt would create on its queue's engine; queue nothing."""
+    from nblaunch.api import dry_run as plan
     from nblaunch.extension.cells import describe
-    from nblaunch.jobs.bundle import write_bundle
+    from nblaunch.widgets.render import manifests_yaml
 
-    root = home()
-    checked = [check_submission(spec, nb, root)[1] for spec, nb in items]
     folder = Path(tempfile.mkdtemp(prefix="nblaunch-dry-run-"))
-    bundles = []
-    for index, ((spec, nb), files) in enumerate(zip(items, checked, strict=True)):
-        name = "job" if len(items) == 1 else f"job-{index}"
-        bundles.append(write_bundle(folder / name, spec, nb, files, objects_dir(root)))
-    print(f"dry run, nothing queued: {len(bundles)} bundle(s) in {folder}")
-    for (spec, nb), bundle in zip(items, bundles, strict=True):
+    runs = plan(items, folder, home())
+    print(f"dry run, nothing queued: {len(runs)} bundle(s) in {folder}")
+    for (spec, nb), run in zip(items, runs, strict=True):
         print(
-            f"\n{bundle}: {spec.name!r} on queue {spec.queue}, gpus={spec.gpus}, "
+            f"\n{run.bundle}: {spec.name!r} on queue {spec.queue}, gpus={spec.gpus}, "
             f"nodes={spec.nodes}, strategy={spec.strategy}, params={spec.params}"
         )
         if len(items) == 1:
             print(describe(nb))
-    return bundles
+        if run.documents:
+            print(f"\n# what the first attempt creates on queue {spec.queue!r}:")
+            print(manifests_yaml(run.documents), end="")
+    return [run.bundle for run in runs]
 
 
 def finish(

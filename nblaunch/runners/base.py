@@ -22,9 +22,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from nblaunch.errors import CapacityError, SpecError
 from nblaunch.options import parse_duration
 from nblaunch.retry import RetryPolicy
-from nblaunch.runtime.contract import DEFAULT_KERNEL_START_TIMEOUT_S, Outcome, RunDir
+from nblaunch.runtime.contract import DEFAULT_KERNEL_START_TIMEOUT_S, Env, Outcome, RunDir
 
-__all__ = ["AttemptEnd", "Launch", "Pending", "QueueOptions", "Runner", "Slots"]
+__all__ = ["AttemptEnd", "Launch", "Pending", "QueueOptions", "Runner", "Slots", "job_env"]
 
 
 def _duration(value: Any) -> Any:
@@ -102,6 +102,30 @@ class Launch:
     #: the handle of the job's previous attempt, if any (an engine that requeued
     #: the job itself may still hold it)
     previous: dict[str, Any] | None = None
+
+
+def job_env(
+    root: Path,
+    job_id: str,
+    attempt: int,
+    checkpoints: Path,
+    options: QueueOptions,
+    prior_gpu_hours: float,
+) -> dict[str, str]:
+    """What the agent tells an attempt's runtime about the job (``Launch.env``)."""
+    env = {
+        Env.HOME: str(root),
+        Env.JOB_ID: job_id,
+        Env.ATTEMPT: str(attempt),
+        Env.CHECKPOINT_DIR: str(checkpoints),
+        Env.KERNEL_START_TIMEOUT_S: repr(options.kernel_start_timeout_s),
+        # The kernel writes the job's cost so far into the wandb run summary at the end.
+        Env.PRIOR_GPU_HOURS: repr(prior_gpu_hours),
+    }
+    price = options.price()
+    if price is not None:
+        env[Env.PRICE_PER_GPU_HOUR] = repr(price)
+    return env
 
 
 @dataclass(frozen=True)
@@ -202,6 +226,12 @@ class Runner(ABC):
     @abstractmethod
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
         """Stop the attempt: ask politely, then force after ``grace_s`` seconds."""
+
+    def manifests(self, launch: Launch) -> list[dict[str, Any]]:
+        """What starting ``launch`` would create on the engine, as documents (``--dry-run``
+        prints them as YAML); nothing for a runner that creates nothing outside this
+        machine. Reads the bundle only: no engine is asked."""
+        return []
 
     def preempt(self, handle: dict[str, Any]) -> None:
         """Send what a spot reclaim sends: SIGTERM to the attempt's main process."""

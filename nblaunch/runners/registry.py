@@ -14,13 +14,14 @@ from importlib.metadata import entry_points
 
 from nblaunch.errors import ConfigError, RunnerUnavailableError
 from nblaunch.runners.base import Runner
+from nblaunch.runners.kubernetes import KubernetesRunner
 from nblaunch.runners.local import LocalRunner
 from nblaunch.runners.slurm import SlurmRunner
 
 log = logging.getLogger(__name__)
 
 GROUP = "nblaunch.runners"
-BUILTIN: tuple[type[Runner], ...] = (LocalRunner, SlurmRunner)
+BUILTIN: tuple[type[Runner], ...] = (LocalRunner, SlurmRunner, KubernetesRunner)
 
 
 @lru_cache(maxsize=1)

@@ -85,6 +85,10 @@ class Env:
     PREEMPT_DEADLINE_S = "NBLAUNCH_PREEMPT_DEADLINE_S"
     KERNEL_READY = "NBLAUNCH_KERNEL_READY"
     KERNEL_START_TIMEOUT_S = "NBLAUNCH_KERNEL_START_TIMEOUT_S"
+    #: set: metrics, output notebook and result also go to stdout (``runtime.records``)
+    LOG_RECORDS = "NBLAUNCH_LOG_RECORDS"
+    #: where the runtime writes its result for the engine (a pod's termination message)
+    TERMINATION_LOG = "NBLAUNCH_TERMINATION_LOG"
 
 
 # -- folders -----------------------------------------------------------------
@@ -271,7 +275,15 @@ FailureClass = Literal["preempted", "lost", "failed", "oom", "timeout"]
 FAILURE_CLASSES: tuple[FailureClass, ...] = get_args(FailureClass)
 #: failure classes that are not the job's fault: always retried, under their own caps
 INFRASTRUCTURE: tuple[FailureClass, ...] = ("preempted", "lost")
-_EXIT_CODES = {Outcome.SUCCEEDED: 0, Outcome.PREEMPTED: 143, Outcome.KERNEL_DIED: 138}
+#: the runtime's exit status when the notebook itself failed (a cell raised): an engine
+#: that restarts failed containers (a Kubernetes Job) must not run it again on its own
+USER_ERROR_EXIT_CODE = 86
+_EXIT_CODES = {
+    Outcome.SUCCEEDED: 0,
+    Outcome.PREEMPTED: 143,
+    Outcome.KERNEL_DIED: 138,
+    Outcome.CELL_ERROR: USER_ERROR_EXIT_CODE,
+}
 
 
 @dataclass(frozen=True)
@@ -315,15 +327,19 @@ class Result:
     def read(cls, path: Path) -> Result | None:
         """The result at ``path``; None when it is missing or unreadable."""
         try:
-            data = json.loads(path.read_text())
-            return cls(
-                outcome=Outcome(data["outcome"]),
-                error=data.get("error"),
-                started_at=data.get("started_at"),
-                finished_at=data.get("finished_at"),
-            )
+            return cls.from_dict(json.loads(path.read_text()))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        """A result from ``to_dict``'s form; ``KeyError``/``ValueError`` when it is not one."""
+        return cls(
+            outcome=Outcome(data["outcome"]),
+            error=data.get("error"),
+            started_at=data.get("started_at"),
+            finished_at=data.get("finished_at"),
+        )
 
 
 # -- metrics -------------------------------------------------------------------

@@ -30,6 +30,7 @@ from nblaunch.runtime.contract import (
 )
 from nblaunch.runtime.environment import job_environment
 from nblaunch.runtime.notebook import SignalForwarder, run_notebook
+from nblaunch.runtime.records import MetricsTee, write_termination_message
 from nblaunch.runtime.workspace import materialize
 
 
@@ -57,6 +58,7 @@ def main(argv: list[str]) -> int:
     from nblaunch.runtime.gpu import start_sampler
 
     start_sampler(stop_sampling)
+    tee = MetricsTee(run).start() if os.environ.get(Env.LOG_RECORDS) and not follower else None
     try:
         if distributed(spec):
             from nblaunch.runtime.launch import run_distributed
@@ -74,6 +76,10 @@ def main(argv: list[str]) -> int:
         # here would have srun kill the first node before it records why.
         return 0
     result.write(run.result)
+    if tee is not None:
+        tee.finish(result)
+    if os.environ.get(Env.TERMINATION_LOG):
+        write_termination_message(Path(os.environ[Env.TERMINATION_LOG]), result)
     return result.outcome.exit_code
 
 

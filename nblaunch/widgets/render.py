@@ -535,3 +535,18 @@ def _ago(seconds: float) -> str:
     if seconds < 86400:
         return f"{int(seconds // 3600)}h ago"
     return f"{int(seconds // 86400)}d ago"
+
+
+def manifests_yaml(documents: list[dict[str, Any]]) -> str:
+    """What a dry run would create, as YAML documents; a ConfigMap's binary data (the
+    bundle's tar.gz in base64) is shown by its size only."""
+    import yaml
+
+    shown = []
+    for doc in documents:
+        binary = doc.get("binaryData")
+        if binary:
+            sizes = {k: f"<{len(v)} bytes of base64, elided>" for k, v in binary.items()}
+            doc = {**doc, "binaryData": sizes}
+        shown.append(doc)
+    return yaml.safe_dump_all(shown, sort_keys=False, width=100)

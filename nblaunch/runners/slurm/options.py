@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from nblaunch.options import PRIORITIES
+from nblaunch.options import check_levels, priority_level
 from nblaunch.runners.base import Duration, QueueOptions
 
 #: sbatch options nblaunch sets itself (or that would change how it reads the job); a
@@ -80,12 +80,7 @@ class SlurmOptions(QueueOptions):
     @field_validator("priority_nice", "priority_qos")
     @classmethod
     def _check_levels(cls, mapping: dict[str, object]) -> dict[str, object]:
-        unknown = sorted(set(mapping) - set(PRIORITIES))
-        if unknown:
-            raise ValueError(
-                f"unknown priority level {unknown[0]!r}; levels: {', '.join(PRIORITIES)}"
-            )
-        return mapping
+        return check_levels(mapping)
 
     @field_validator("priority_nice")
     @classmethod
@@ -104,10 +99,7 @@ class SlurmOptions(QueueOptions):
     def priority_args(self, priority: int) -> list[str]:
         """``--nice`` or ``--qos`` for a job of ``priority``: the setting of the highest
         level at or below it (the lowest level for anything lower still)."""
-        levels = sorted(PRIORITIES.items(), key=lambda item: item[1])
-        level = next(
-            (name for name, number in reversed(levels) if number <= priority), levels[0][0]
-        )
+        level = priority_level(priority)
         if level in self.priority_qos:
             return [f"--qos={self.priority_qos[level]}"]
         if level in self.priority_nice:

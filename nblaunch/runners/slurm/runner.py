@@ -107,13 +107,22 @@ class SlurmRunner(Runner):
         slurm = sorted(job_dir.glob("slurm-*.out")) + sorted(job_dir.glob("slurm-*.err"))
         return [*run.log_files(), *slurm]
 
+    def _batch_job(self, launch: Launch) -> BatchJob:
+        spec = json.loads((launch.bundle / BUNDLE_SPEC).read_text())
+        job_dir = JobDir.of_run(launch.run.path).path
+        return BatchJob.from_spec(spec, launch.job_id, launch.attempt, job_dir, launch.env)
+
+    def manifests(self, launch: Launch) -> list[dict[str, Any]]:
+        job = self._batch_job(launch)
+        args, script = sbatch_args(job, self.options), batch_script(job, self.options)
+        return [{"kind": "SlurmBatchJob", "sbatch": args, "script": script}]
+
     def submit(self, launch: Launch) -> dict[str, Any]:
         adopted = self._adopt(launch)
         if adopted is not None:
             return adopted
-        spec = json.loads((launch.bundle / BUNDLE_SPEC).read_text())
-        job_dir = JobDir.of_run(launch.run.path).path
-        job = BatchJob.from_spec(spec, launch.job_id, launch.attempt, job_dir, launch.env)
+        job = self._batch_job(launch)
+        job_dir = job.job_dir
         script = job_dir / f"slurm-{launch.attempt}.sh"
         make_private_dir(script.parent)
         with os.fdopen(open_private(script, os.O_WRONLY | os.O_TRUNC), "w") as fh:

@@ -1,0 +1,369 @@
+"""The Kubernetes runner: each attempt is an Indexed ``batch/v1`` Job, run by the
+cluster's own Job controller (and Kueue, when the queue names a LocalQueue)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from nblaunch.errors import CapacityError, EngineError
+from nblaunch.runners.base import UNLIMITED, AttemptEnd, Launch, Pending, Runner, Slots
+from nblaunch.runners.kubernetes.client import LogFollower, WatchedObjects, api_client, api_error
+from nblaunch.runners.kubernetes.manifests import (
+    ATTEMPT_LABEL,
+    CONTAINER,
+    JOB_LABEL,
+    JOB_NAME_LABEL,
+    UID_PLACEHOLDER,
+    Attempt,
+    attempt_objects,
+    bundle_archive,
+    check_archive,
+    owned_by,
+    queue_selector,
+)
+from nblaunch.runners.kubernetes.options import KubernetesOptions
+from nblaunch.runners.kubernetes.state import (
+    created,
+    end_of,
+    index,
+    job_finished,
+    pod_ended,
+    pod_started,
+    terminated,
+    waiting_reason,
+)
+from nblaunch.runtime.contract import BUNDLE_SPEC, Result, RunDir, make_private_dir, open_private
+from nblaunch.runtime.records import RecordReader, result_from_message
+
+#: how long the first look at the cluster may take before a poll says "waiting"
+SYNC_WAIT_S = 10.0
+#: how long an ended pod's log may take to be read to its end (its result is in it)
+DRAIN_S = 15.0
+#: the file in the attempt's folder naming the last log line read (an agent that
+#: restarts resumes the follow there rather than reading the log twice)
+LOG_CURSOR = "log-cursor"
+
+
+class KubernetesRunner(Runner):
+    """Creates one Job (+ bundle ConfigMap, + headless Service for several nodes) per
+    attempt and reads its state from watches.
+
+    The Job controller restarts a pod the cluster took away (``DisruptionTarget``)
+    or that died without a word; the agent sees the attempt's pod end, ends the
+    attempt, and the next attempt adopts the same Job, which resumes from the
+    job's newest checkpoint (on the queue's ``checkpoint_volume``). Metrics, the
+    output notebook and the result travel in the pod's log (``runtime.records``),
+    which is followed into the attempt's local folder.
+    """
+
+    name = "kubernetes"
+    Options = KubernetesOptions
+    options: KubernetesOptions
+
+    def __init__(self, options: KubernetesOptions) -> None:
+        super().__init__(options)
+        self._api: Any = None
+        self._jobs: WatchedObjects | None = None
+        self._pods: WatchedObjects | None = None
+        self._followers: dict[str, LogFollower] = {}
+        self._ended_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    # -- capacity ----------------------------------------------------------------
+
+    def gpu_slots(self) -> int | None:
+        per_node = self.options.gpus_per_node
+        return per_node if per_node is not None else self.options.gpus
+
+    def check_capacity(self, gpus: int, nodes: int) -> None:
+        most = self.options.nodes
+        if most is not None and nodes > most:
+            name = self.options.name
+            raise CapacityError(
+                f"queue {name!r} runs jobs on at most {most} node(s); the job asks for {nodes} "
+                f"(lower --nodes to {most}, or set nodes in [queues.{name}] of queues.toml)"
+            )
+        super().check_capacity(gpus, nodes)
+
+    def slots(self) -> Slots:
+        return Slots((), UNLIMITED, engine=True)
+
+    # -- the objects of an attempt ----------------------------------------------
+
+    def _objects(self, launch: Launch) -> tuple[Attempt, bytes, list[dict[str, Any]]]:
+        spec = json.loads((launch.bundle / BUNDLE_SPEC).read_text())
+        attempt = Attempt(launch.job_id, launch.attempt, spec, launch.env)
+        archive = bundle_archive(launch.bundle)
+        check_archive(archive, self.options)
+        return attempt, archive, attempt_objects(attempt, self.options, archive)
+
+    def manifests(self, launch: Launch) -> list[dict[str, Any]]:
+        _, _, (job, *owned) = self._objects(launch)
+        return [job, *(owned_by(obj, job["metadata"]["name"], UID_PLACEHOLDER) for obj in owned)]
+
+    # -- the cluster -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._connect()
+
+    def _connect(self) -> Any:
+        with self._lock:
+            if self._api is None:
+                from kubernetes import client
+
+                api = api_client(self.options)
+                core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+                selector = queue_selector(self.options)
+                ns = self.options.namespace
+                self._jobs = WatchedObjects(batch.list_namespaced_job, ns, selector).start()
+                self._pods = WatchedObjects(core.list_namespaced_pod, ns, selector).start()
+                self._api = (core, batch)
+        return self._api
+
+    def _watched(self) -> tuple[WatchedObjects, WatchedObjects]:
+        self._connect()
+        assert self._jobs is not None and self._pods is not None
+        for cache in (self._jobs, self._pods):
+            if not cache.synced.wait(SYNC_WAIT_S):
+                raise EngineError(
+                    f"queue {self.options.name!r}: no answer from Kubernetes in {SYNC_WAIT_S:g}s "
+                    f"({cache.error or 'still connecting'})"
+                )
+        return self._jobs, self._pods
+
+    def _timeout(self) -> float:
+        return self.options.client_timeout_s
+
+    # -- submit ------------------------------------------------------------------
+
+    def submit(self, launch: Launch) -> dict[str, Any]:
+        adopted = self._adopt(launch)
+        if adopted is not None:
+            return adopted
+        attempt, archive, (job, *owned) = self._objects(launch)
+        core, batch = self._connect()
+        from kubernetes import client
+
+        ns = self.options.namespace
+        volume = self.options.bundle_volume
+        if volume is not None:
+            _write_archive(volume.path / f"{attempt.name}.tar.gz", archive)
+        try:
+            made = batch.create_namespaced_job(
+                ns, client.V1Job.from_dict(job), _request_timeout=self._timeout()
+            )
+        except client.ApiException as exc:
+            if exc.status != 409:  # 409: a create that timed out had reached the server
+                raise api_error(exc, f"create Job {attempt.name}") from None
+            made = batch.read_namespaced_job(attempt.name, ns, _request_timeout=self._timeout())
+        try:
+            for obj in owned:
+                obj = owned_by(obj, attempt.name, made.metadata.uid)
+                create: dict[str, tuple[Any, Any]] = {
+                    "ConfigMap": (core.create_namespaced_config_map, client.V1ConfigMap),
+                    "Service": (core.create_namespaced_service, client.V1Service),
+                }
+                call, model = create[obj["kind"]]
+                try:
+                    call(ns, model.from_dict(obj), _request_timeout=self._timeout())
+                except client.ApiException as exc:
+                    if exc.status != 409:
+                        what = f"create {obj['kind']} {obj['metadata']['name']}"
+                        raise api_error(exc, what) from None
+        except BaseException:
+            self._delete(attempt.name)
+            raise
+        return _handle(attempt.name, launch.attempt, attempt.nodes, [])
+
+    def _adopt(self, launch: Launch) -> dict[str, Any] | None:
+        """The previous attempt's Job when the Job controller goes on with it (a pod
+        taken away is replaced): this attempt is that Job's next pod."""
+        previous = launch.previous
+        if not previous or "external_id" not in previous:
+            return None
+        jobs, pods = self._watched()
+        job = jobs.get(previous["external_id"])
+        if job is None or job_finished(job) or job.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        name = job["metadata"]["name"]
+        spent = [
+            p["metadata"]["name"]
+            for p in pods.items()
+            if _of_job_named(p, name) and pod_ended(p, pods.gone(p))
+        ]
+        return _handle(previous["external_id"], previous["base"], previous["nodes"], spent)
+
+    def recover(self, run: RunDir, job_id: str, attempt: int) -> dict[str, Any] | None:
+        jobs, _ = self._watched()
+        for job in jobs.items():
+            labels = job["metadata"].get("labels") or {}
+            if labels.get(JOB_LABEL) == job_id and labels.get(ATTEMPT_LABEL) == str(attempt):
+                nodes = int(job["spec"].get("completions") or 1)
+                return _handle(job["metadata"]["name"], attempt, nodes, [])
+        return None
+
+    # -- state -------------------------------------------------------------------
+
+    def poll(self, handle: dict[str, Any], run: RunDir) -> AttemptEnd | Pending | None:
+        jobs, pods = self._watched()
+        name = handle["external_id"]
+        job = jobs.get(name)
+        if job is not None and jobs.gone(job):
+            job = None
+        lead = _lead(pods, name, handle["spent"])
+        if lead is not None:
+            self._follow(lead, run)
+        job_over = job is None or job_finished(job)
+        lead_over = lead is not None and pod_ended(lead, pods.gone(lead))
+        if not job_over and not lead_over:
+            if lead is not None and pod_started(lead):
+                return None
+            assert job is not None
+            return Pending(waiting_reason(job, lead, bool(self.options.kueue_queue)))
+        if lead is not None and not lead_over:
+            return None  # the Job ended or went; its pod is still stopping
+        if lead is not None and not self._drained(lead):
+            return None
+        result = Result.read(run.result)
+        if result is None and lead is not None:
+            stopped = terminated(lead)
+            result = result_from_message(stopped.get("message") if stopped else None)
+            if result is not None:
+                result.write(run.result)
+        # A pod ended and the Job did not: the Job controller (or Kueue) goes on with it.
+        end = end_of(job, lead, result, engine_kept=not job_over)
+        if job_over:
+            self._forget(name)
+        return end
+
+    def _drained(self, pod: dict[str, Any]) -> bool:
+        """Whether the ended pod's log has been read to its end (or given up on)."""
+        pod_name = pod["metadata"]["name"]
+        follower = self._followers.get(pod_name)
+        first = self._ended_at.setdefault(pod_name, time.monotonic())
+        if follower is None or follower.done.is_set():
+            return True
+        return time.monotonic() - first > DRAIN_S
+
+    def _follow(self, pod: dict[str, Any], run: RunDir) -> None:
+        """Follow the attempt's pod-0 log into the attempt's folder (once it has one)."""
+        pod_name = pod["metadata"]["name"]
+        if pod_name in self._followers or not (pod_started(pod) or terminated(pod)):
+            return
+        make_private_dir(run.logs)
+        reader = RecordReader(run)
+        cursor = run.path / LOG_CURSOR
+        start_after = cursor.read_text().strip() if cursor.exists() else None
+        pods = self._pods
+        assert pods is not None
+
+        def sink(stamp: str, line: str) -> None:
+            text = reader.feed(line)
+            if text is not None:
+                fd = open_private(run.stdout)
+                try:
+                    os.write(fd, (text + "\n").encode())
+                finally:
+                    os.close(fd)
+            if stamp:
+                _write_cursor(cursor, stamp)
+
+        def ended() -> bool:
+            now = pods.get(pod_name)
+            return now is None or pod_ended(now, pods.gone(now))
+
+        core, _ = self._connect()
+        follower = LogFollower(
+            core, self.options.namespace, pod_name, CONTAINER, sink, ended, start_after
+        )
+        self._followers[pod_name] = follower.start()
+
+    def _forget(self, job_name: str) -> None:
+        """Drop what the runner kept of a Job that ended for good."""
+        volume = self.options.bundle_volume
+        if volume is not None:
+            (volume.path / f"{job_name}.tar.gz").unlink(missing_ok=True)
+        if self._pods is not None:
+            self._pods.forget(
+                lambda p: p["metadata"].get("labels", {}).get(JOB_NAME_LABEL) != job_name
+            )
+
+    # -- stopping ----------------------------------------------------------------
+
+    def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
+        # Pods get SIGTERM and their termination grace: the runtime checkpoints and
+        # its result still reaches the log.
+        self._delete(handle["external_id"])
+
+    def _delete(self, job_name: str) -> None:
+        _, batch = self._connect()
+        from kubernetes import client
+
+        try:
+            batch.delete_namespaced_job(
+                job_name,
+                self.options.namespace,
+                propagation_policy="Background",
+                _request_timeout=self._timeout(),
+            )
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise api_error(exc, f"delete Job {job_name}") from None
+
+    def preempt(self, handle: dict[str, Any]) -> None:
+        """Evict the attempt's pod, as a node drain or a spot reclaim would: the pod gets
+        ``DisruptionTarget`` and SIGTERM, and the Job controller replaces it."""
+        _, pods = self._watched()
+        lead = _lead(pods, handle["external_id"], handle["spent"])
+        if lead is None:
+            return
+        core, _ = self._connect()
+        from kubernetes import client
+
+        name, ns = lead["metadata"]["name"], self.options.namespace
+        body = client.V1Eviction.from_dict({"metadata": {"name": name, "namespace": ns}})
+        try:
+            core.create_namespaced_pod_eviction(name, ns, body, _request_timeout=self._timeout())
+        except client.ApiException as exc:
+            raise api_error(exc, f"evict pod {name}") from None
+
+
+def _handle(job_name: str, base: int, nodes: int, spent: list[str]) -> dict[str, Any]:
+    """A Kubernetes attempt: its Job, the attempt that created the Job, its nodes, and
+    the Job's pods that earlier attempts ran (this attempt's pod is the next one)."""
+    return {"external_id": job_name, "base": base, "nodes": nodes, "spent": spent}
+
+
+def _of_job_named(pod: dict[str, Any], job_name: str) -> bool:
+    return (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL) == job_name
+
+
+def _lead(pods: WatchedObjects, job_name: str, spent: list[str]) -> dict[str, Any] | None:
+    """The attempt's index-0 pod: the first one of the Job no earlier attempt ran."""
+    mine = [
+        p
+        for p in pods.items()
+        if _of_job_named(p, job_name) and index(p) == 0 and p["metadata"]["name"] not in spent
+    ]
+    return min(mine, key=created) if mine else None
+
+
+def _write_archive(path: Path, data: bytes) -> None:
+    make_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    tmp.chmod(0o644)  # the pod runs as another user
+    os.replace(tmp, path)
+
+
+def _write_cursor(path: Path, stamp: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w") as fh:
+        fh.write(stamp)
+    os.replace(tmp, path)
