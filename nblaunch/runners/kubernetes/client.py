@@ -9,9 +9,11 @@ no longer remembers (410 Gone) is replaced by a fresh list.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,10 +26,14 @@ log = logging.getLogger(__name__)
 
 #: a watch with no event for this long is reconnected (a silent drop reads the same)
 WATCH_IDLE_S = 60.0
+#: a log follow with no line for this long is resumed (a quiet job costs one request)
+LOG_IDLE_S = 300.0
 #: the server ends each watch after about this long; it is then resumed
 WATCH_SPAN_S = 300
 #: pause before reconnecting a watch or a log that failed
 RECONNECT_S = 0.5
+#: a resumed log starts this much earlier than its last line (the server's clock may differ)
+RESUME_MARGIN_S = 60
 
 
 def _kubernetes() -> Any:
@@ -195,8 +201,8 @@ class LogFollower:
     """Follows one pod's log into ``sink(timestamp, line)`` until the pod has ended.
 
     Lines carry the server's timestamps; after a dropped stream (or from
-    ``start_after``) the follow resumes with ``sinceTime`` and skips what it
-    already had.
+    ``start_after``) the follow resumes a little before the last line it had and
+    skips what it already had.
     """
 
     def __init__(
@@ -246,13 +252,16 @@ class LogFollower:
     def _lines(self, k8s: Any) -> Iterator[str]:
         kwargs: dict[str, Any] = {"container": self._container, "timestamps": True}
         if self._last is not None:
-            kwargs["since_time"] = self._last
+            # The client has no sinceTime: ask for a little more (clocks differ) and skip
+            # what was seen by its timestamp.
+            behind = math.ceil(time.time() - _seconds(self._last))
+            kwargs["since_seconds"] = max(1, behind) + RESUME_MARGIN_S
         return iter(
             k8s.watch.Watch().stream(
                 self._core.read_namespaced_pod_log,
                 self._pod,
                 self._namespace,
-                _request_timeout=(10, None),
+                _request_timeout=(10, LOG_IDLE_S),
                 **kwargs,
             )
         )
@@ -266,6 +275,12 @@ class LogFollower:
             return  # seen before the stream dropped
         self._last = stamp
         self._sink(stamp, text)
+
+
+def _seconds(stamp: str) -> float:
+    """Seconds since the epoch of an RFC 3339 timestamp in UTC."""
+    head = stamp.rstrip("Z").partition(".")[0]
+    return calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
 
 
 def _instant(stamp: str) -> str:
