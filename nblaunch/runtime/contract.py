@@ -85,7 +85,8 @@ class Env:
     PREEMPT_DEADLINE_S = "NBLAUNCH_PREEMPT_DEADLINE_S"
     KERNEL_READY = "NBLAUNCH_KERNEL_READY"
     KERNEL_START_TIMEOUT_S = "NBLAUNCH_KERNEL_START_TIMEOUT_S"
-    #: set: metrics, output notebook and result also go to stdout (``runtime.records``)
+    #: set where the attempt's folder is this node's own (a pod's, no shared filesystem):
+    #: metrics, output notebook and result also go to stdout (``runtime.records``)
     LOG_RECORDS = "NBLAUNCH_LOG_RECORDS"
     #: where the runtime writes its result for the engine (a pod's termination message)
     TERMINATION_LOG = "NBLAUNCH_TERMINATION_LOG"

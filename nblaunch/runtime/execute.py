@@ -41,8 +41,10 @@ def main(argv: list[str]) -> int:
     bundle, run = Path(argv[0]).resolve(), RunDir(Path(argv[1]).resolve())
     spec = json.loads((bundle / BUNDLE_SPEC).read_text())
     # On a shared run folder, the first node speaks for the attempt; the others only
-    # run their ranks (torchrun starts them once the first node has joined).
+    # run their ranks (torchrun starts them once the first node has joined). A node
+    # whose run folder is its own (a pod's) needs its own copy of the workspace.
     follower = int(spec["nodes"]) > 1 and DistributedEnv.from_env().node_rank > 0
+    own_folder = bool(os.environ.get(Env.LOG_RECORDS))
     make_private_dir(run.path)
     me = psutil.Process()
     if not follower:
@@ -51,7 +53,7 @@ def main(argv: list[str]) -> int:
     forwarder.install()
     started = time.time()
     prepare_environment(spec, run)
-    if not follower:
+    if own_folder or not follower:
         materialize(bundle / WORKSPACE, run.workspace)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s nblaunch.runtime %(message)s")
     stop_sampling = threading.Event()
@@ -71,15 +73,19 @@ def main(argv: list[str]) -> int:
     finally:
         stop_sampling.set()
     result = replace(result, started_at=started, finished_at=time.time())
-    if follower:
-        # Its ranks' results are in ranks/N for the first node to read; a failing exit
-        # here would have srun kill the first node before it records why.
+    termination_log = os.environ.get(Env.TERMINATION_LOG)
+    if termination_log:
+        # The engine reads the result from here (a pod's termination message) and every
+        # node's exit status: a follower's failure is how the cluster learns of it.
+        write_termination_message(Path(termination_log), result)
+    elif follower:
+        # On a shared run folder its ranks' results are in ranks/N for the first node to
+        # read; a failing exit would have srun kill the first node before it records why.
         return 0
-    result.write(run.result)
+    if not follower:
+        result.write(run.result)
     if tee is not None:
         tee.finish(result)
-    if os.environ.get(Env.TERMINATION_LOG):
-        write_termination_message(Path(os.environ[Env.TERMINATION_LOG]), result)
     return result.outcome.exit_code
 
 

@@ -32,6 +32,9 @@ LOG_IDLE_S = 300.0
 WATCH_SPAN_S = 300
 #: pause before reconnecting a watch or a log that failed
 RECONNECT_S = 0.5
+#: reads of an ended pod's log that may fail before it is given up (its result is also
+#: in the pod's termination message)
+LOG_ATTEMPTS = 20
 #: a resumed log starts this much earlier than its last line (the server's clock may differ)
 RESUME_MARGIN_S = 60
 
@@ -168,33 +171,47 @@ class WatchedObjects:
         self.synced.set()
 
     def _watch(self, k8s: Any) -> None:
-        stream = k8s.watch.Watch().stream(
-            self._lister,
+        # Read the stream's lines here: the client's Watch drops an ERROR event it was
+        # asked not to deserialize (a 410 would then repeat forever).
+        resp = self._lister(
             self._namespace,
             label_selector=self._selector,
+            watch=True,
             resource_version=self.resource_version,
             allow_watch_bookmarks=True,
             timeout_seconds=WATCH_SPAN_S,
-            deserialize=False,
+            _preload_content=False,
             _request_timeout=(10, WATCH_IDLE_S),
         )
-        for event in stream:
-            kind, obj = event.get("type"), event.get("object") or {}
-            version = (obj.get("metadata") or {}).get("resourceVersion")
-            if kind == "ERROR":
-                raise k8s.client.ApiException(status=obj.get("code"), reason=obj.get("message"))
-            if version:
-                self.resource_version = version
-            if kind == "BOOKMARK" or not _matches(obj, self._labels):
-                continue
-            name = obj["metadata"]["name"]
-            with self._lock:
-                self._objects[name] = obj
-                if kind == "DELETED":
-                    self.deleted.add(name)
-                else:
-                    self.deleted.discard(name)
-            self.error = None
+        try:
+            for line in k8s.watch.watch.iter_resp_lines(resp):
+                self._take(json.loads(line), k8s)
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def _take(self, event: dict[str, Any], k8s: Any) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            raise k8s.client.ApiException(status=obj.get("code"), reason=obj.get("message"))
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self.resource_version = version
+        if kind == "BOOKMARK" or not _matches(obj, self._labels):
+            return
+        name = obj["metadata"]["name"]
+        with self._lock:
+            self._objects[name] = obj
+            if kind == "DELETED":
+                self.deleted.add(name)
+            else:
+                self.deleted.discard(name)
+        self.error = None
+
+    def put(self, obj: dict[str, Any]) -> None:
+        """An object this process just created, until its watch event arrives."""
+        with self._lock:
+            self._objects.setdefault(obj["metadata"]["name"], obj)
 
 
 class LogFollower:
@@ -231,8 +248,9 @@ class LogFollower:
 
     def _run(self) -> None:
         k8s = _kubernetes()
+        failures = 0
         try:
-            while True:
+            while failures < LOG_ATTEMPTS:
                 ended_before = self._ended()
                 try:
                     for line in self._lines(k8s):
@@ -240,11 +258,14 @@ class LogFollower:
                 except k8s.client.ApiException as exc:
                     if exc.status == 404:  # the pod is gone, and its log with it
                         return
+                    failures += ended_before
                     log.info("log of %s: %s", self._pod, exc)
                 except Exception as exc:  # dropped: resume from the last line's time
+                    failures += ended_before
                     log.info("log of %s dropped (%s); resuming", self._pod, exc)
-                if ended_before:
-                    return  # the stream that ended was the whole log of an ended pod
+                else:
+                    if ended_before:
+                        return  # that was the whole log of an ended pod
                 time.sleep(RECONNECT_S)
         finally:
             self.done.set()

@@ -229,10 +229,6 @@ def job_manifest(attempt: Attempt, options: KubernetesOptions) -> dict[str, Any]
             "spec": _pod_spec(attempt, options),
         },
     }
-    timeout = attempt.spec.get("timeout_s") or options.timeout_s
-    if timeout:
-        # The agent stops the job at its time limit; the deadline holds when no agent watches.
-        spec["activeDeadlineSeconds"] = math.ceil(timeout + options.cancel_grace_s)
     if options.ttl_after_finished_s is not None:
         spec["ttlSecondsAfterFinished"] = options.ttl_after_finished_s
     if options.kueue_queue:

@@ -79,8 +79,9 @@ class KubernetesOptions(QueueOptions):
     service_account: str | None = Field(default=None, pattern=_LABEL)
     #: seconds a pod has between SIGTERM and SIGKILL (spot pools give 30 s or less)
     termination_grace_s: int = Field(default=120, ge=1)
-    #: finished Jobs (with their pods and logs) are deleted this long after they end
-    ttl_after_finished_s: int | None = Field(default=3600, ge=0)
+    #: finished Jobs (with their pods and logs) are deleted this long after they end; an
+    #: agent away longer finds no trace of how a job ended
+    ttl_after_finished_s: int | None = Field(default=86400, ge=0)
     #: a PersistentVolumeClaim holding the job's checkpoints, so a new pod resumes; without
     #: one, checkpoints live and die with their pod
     checkpoint_volume: str | None = Field(default=None, pattern=_LABEL)

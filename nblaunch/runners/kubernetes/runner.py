@@ -4,6 +4,8 @@ cluster's own Job controller (and Kueue, when the queue names a LocalQueue)."""
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import threading
 import time
@@ -33,17 +35,32 @@ from nblaunch.runners.kubernetes.state import (
     index,
     job_finished,
     pod_ended,
+    pod_failed,
     pod_started,
+    replaced,
+    started_at,
+    suspended,
     terminated,
     waiting_reason,
 )
-from nblaunch.runtime.contract import BUNDLE_SPEC, Result, RunDir, make_private_dir, open_private
+from nblaunch.runtime.contract import (
+    BUNDLE_SPEC,
+    JobDir,
+    Result,
+    RunDir,
+    make_private_dir,
+    open_private,
+)
 from nblaunch.runtime.records import RecordReader, result_from_message
+
+log = logging.getLogger(__name__)
 
 #: how long the first look at the cluster may take before a poll says "waiting"
 SYNC_WAIT_S = 10.0
 #: how long an ended pod's log may take to be read to its end (its result is in it)
 DRAIN_S = 15.0
+#: pauses between tries to delete a Job (about ten minutes in all)
+DELETE_BACKOFF_S = (1, 2, 4, 8, 15, 30, 60, 60, 60, 60, 60, 60, 60, 60, 60)
 #: the file in the attempt's folder naming the last log line read (an agent that
 #: restarts resumes the follow there rather than reading the log twice)
 LOG_CURSOR = "log-cursor"
@@ -72,6 +89,10 @@ class KubernetesRunner(Runner):
         self._pods: WatchedObjects | None = None
         self._followers: dict[str, LogFollower] = {}
         self._ended_at: dict[str, float] = {}
+        #: Jobs this runner deleted (its watch may not have seen them go yet)
+        self._deleted: set[str] = set()
+        #: pods whose Job got its deadline when they started
+        self._limited: set[str] = set()
         self._lock = threading.Lock()
 
     # -- capacity ----------------------------------------------------------------
@@ -153,14 +174,9 @@ class KubernetesRunner(Runner):
         volume = self.options.bundle_volume
         if volume is not None:
             _write_archive(volume.path / f"{attempt.name}.tar.gz", archive)
-        try:
-            made = batch.create_namespaced_job(
-                ns, client.V1Job.from_dict(job), _request_timeout=self._timeout()
-            )
-        except client.ApiException as exc:
-            if exc.status != 409:  # 409: a create that timed out had reached the server
-                raise api_error(exc, f"create Job {attempt.name}") from None
-            made = batch.read_namespaced_job(attempt.name, ns, _request_timeout=self._timeout())
+        made = self._create_job(batch, client, job)
+        jobs, _ = self._watched()
+        jobs.put(batch.api_client.sanitize_for_serialization(made))
         try:
             for obj in owned:
                 obj = owned_by(obj, attempt.name, made.metadata.uid)
@@ -176,9 +192,26 @@ class KubernetesRunner(Runner):
                         what = f"create {obj['kind']} {obj['metadata']['name']}"
                         raise api_error(exc, what) from None
         except BaseException:
-            self._delete(attempt.name)
+            self._delete_soon(attempt.name)
             raise
-        return _handle(attempt.name, launch.attempt, attempt.nodes, [])
+        timeout = attempt.spec.get("timeout_s") or self.options.timeout_s
+        return _handle(attempt.name, launch.attempt, attempt.nodes, [], timeout)
+
+    def _create_job(self, batch: Any, client: Any, job: dict[str, Any]) -> Any:
+        """Create the Job; a create whose answer was lost may have reached the server
+        (409 now, or a timeout): the Job by that name is then this attempt's own."""
+        name, ns = job["metadata"]["name"], self.options.namespace
+        try:
+            return batch.create_namespaced_job(
+                ns, client.V1Job.from_dict(job), _request_timeout=self._timeout()
+            )
+        except Exception as exc:
+            if isinstance(exc, client.ApiException) and exc.status != 409:
+                raise api_error(exc, f"create Job {name}") from None
+            try:
+                return batch.read_namespaced_job(name, ns, _request_timeout=self._timeout())
+            except Exception:
+                raise api_error(exc, f"create Job {name}") from None
 
     def _adopt(self, launch: Launch) -> dict[str, Any] | None:
         """The previous attempt's Job when the Job controller goes on with it (a pod
@@ -188,7 +221,13 @@ class KubernetesRunner(Runner):
             return None
         jobs, pods = self._watched()
         job = jobs.get(previous["external_id"])
-        if job is None or job_finished(job) or job.get("metadata", {}).get("deletionTimestamp"):
+        if (
+            job is None
+            or job_finished(job)
+            or jobs.gone(job)
+            or previous["external_id"] in self._deleted
+            or job.get("metadata", {}).get("deletionTimestamp")
+        ):
             return None
         name = job["metadata"]["name"]
         spent = [
@@ -196,15 +235,23 @@ class KubernetesRunner(Runner):
             for p in pods.items()
             if _of_job_named(p, name) and pod_ended(p, pods.gone(p))
         ]
-        return _handle(previous["external_id"], previous["base"], previous["nodes"], spent)
+        return _handle(
+            previous["external_id"],
+            previous["base"],
+            previous["nodes"],
+            spent,
+            previous.get("timeout_s"),
+        )
 
     def recover(self, run: RunDir, job_id: str, attempt: int) -> dict[str, Any] | None:
         jobs, _ = self._watched()
+        spec = json.loads((JobDir.of_run(run.path).bundle / BUNDLE_SPEC).read_text())
+        timeout = spec.get("timeout_s") or self.options.timeout_s
         for job in jobs.items():
             labels = job["metadata"].get("labels") or {}
             if labels.get(JOB_LABEL) == job_id and labels.get(ATTEMPT_LABEL) == str(attempt):
                 nodes = int(job["spec"].get("completions") or 1)
-                return _handle(job["metadata"]["name"], attempt, nodes, [])
+                return _handle(job["metadata"]["name"], attempt, nodes, [], timeout)
         return None
 
     # -- state -------------------------------------------------------------------
@@ -215,10 +262,26 @@ class KubernetesRunner(Runner):
         job = jobs.get(name)
         if job is not None and jobs.gone(job):
             job = None
-        lead = _lead(pods, name, handle["spent"])
+        mine = _attempt_pods(pods, name, handle["spent"])
+        lead = mine.get(0)
         if lead is not None:
             self._follow(lead, run)
+            self._limit(handle, job, lead)
         job_over = job is None or job_finished(job)
+        if not job_over and suspended(job) and (lead is None or not pod_started(lead)):
+            assert job is not None  # Kueue has not admitted it (again): nothing ran
+            return Pending(waiting_reason(job, lead, bool(self.options.kueue_queue)))
+        # Several nodes form one torchrun group: when one of them goes, the others wait
+        # in their collectives, so the attempt ends and the next starts a new Job. (One
+        # node: the Job controller's replacement pod is the next attempt.)
+        renew = handle["nodes"] > 1 and not job_over and not suspended(job)
+        broken = next(
+            (p for i, p in sorted(mine.items()) if i > 0 and pod_failed(p, pods.gone(p))), None
+        )
+        if renew and broken is not None:
+            self._delete_soon(name)
+            self._forget(name)
+            return end_of(job, broken, _reported(broken), engine_kept=False)
         lead_over = lead is not None and pod_ended(lead, pods.gone(lead))
         if not job_over and not lead_over:
             if lead is not None and pod_started(lead):
@@ -231,15 +294,46 @@ class KubernetesRunner(Runner):
             return None
         result = Result.read(run.result)
         if result is None and lead is not None:
-            stopped = terminated(lead)
-            result = result_from_message(stopped.get("message") if stopped else None)
+            result = _reported(lead)
             if result is not None:
                 result.write(run.result)
-        # A pod ended and the Job did not: the Job controller (or Kueue) goes on with it.
-        end = end_of(job, lead, result, engine_kept=not job_over)
-        if job_over:
+        # The pod ended and the Job goes on: the Job controller replaces the pod (or
+        # Kueue admits the Job again), and the next attempt is that.
+        kept = not job_over and (suspended(job) or replaced(lead))
+        if kept and renew:
+            self._delete_soon(name)
+            kept = False
+        end = end_of(job, lead, result, engine_kept=kept)
+        if not kept:
             self._forget(name)
         return end
+
+    def _limit(
+        self, handle: dict[str, Any], job: dict[str, Any] | None, pod: dict[str, Any]
+    ) -> None:
+        """Once the attempt's pod runs, give the Job a deadline of the job's time limit
+        from now (``activeDeadlineSeconds`` counts from the Job's start, waiting and
+        earlier pods included): the cluster stops it if no agent does."""
+        timeout = handle.get("timeout_s")
+        pod_name = pod["metadata"]["name"]
+        if not timeout or job is None or not pod_started(pod) or pod_name in self._limited:
+            return
+        self._limited.add(pod_name)
+        began = started_at(job)
+        deadline = math.ceil(time.time() - began + timeout + self.options.cancel_grace_s)
+        patch = {"spec": {"activeDeadlineSeconds": deadline}}
+        threading.Thread(
+            target=self._patch_job, args=(job["metadata"]["name"], patch), daemon=True
+        ).start()
+
+    def _patch_job(self, job_name: str, patch: dict[str, Any]) -> None:
+        _, batch = self._connect()
+        try:
+            batch.patch_namespaced_job(
+                job_name, self.options.namespace, patch, _request_timeout=self._timeout()
+            )
+        except Exception as exc:  # the agent's own time limit still holds
+            log.warning("setting the deadline of Job %s: %s", job_name, exc)
 
     def _drained(self, pod: dict[str, Any]) -> bool:
         """Whether the ended pod's log has been read to its end (or given up on)."""
@@ -298,29 +392,42 @@ class KubernetesRunner(Runner):
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
         # Pods get SIGTERM and their termination grace: the runtime checkpoints and
         # its result still reaches the log.
-        self._delete(handle["external_id"])
+        self._delete_soon(handle["external_id"])
+
+    def _delete_soon(self, job_name: str) -> None:
+        """Delete the Job (background propagation), retrying until the API answers: a
+        cancel is never lost to one failed call, and never blocks or fails the agent."""
+        self._deleted.add(job_name)
+        threading.Thread(target=self._delete, args=(job_name,), daemon=True).start()
 
     def _delete(self, job_name: str) -> None:
-        _, batch = self._connect()
         from kubernetes import client
 
-        try:
-            batch.delete_namespaced_job(
-                job_name,
-                self.options.namespace,
-                propagation_policy="Background",
-                _request_timeout=self._timeout(),
-            )
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise api_error(exc, f"delete Job {job_name}") from None
+        _, batch = self._connect()
+        for wait in DELETE_BACKOFF_S:
+            try:
+                batch.delete_namespaced_job(
+                    job_name,
+                    self.options.namespace,
+                    propagation_policy="Background",
+                    _request_timeout=self._timeout(),
+                )
+                return
+            except client.ApiException as exc:
+                if exc.status == 404:
+                    return
+                log.warning("deleting Job %s: %s", job_name, api_error(exc, "delete it"))
+            except Exception as exc:
+                log.warning("deleting Job %s: %s", job_name, exc)
+            time.sleep(wait)
+        log.error("gave up deleting Job %s; delete it by hand", job_name)
 
     def preempt(self, handle: dict[str, Any]) -> None:
         """Evict the attempt's pod, as a node drain or a spot reclaim would: the pod gets
         ``DisruptionTarget`` and SIGTERM, and the Job controller replaces it."""
         _, pods = self._watched()
-        lead = _lead(pods, handle["external_id"], handle["spent"])
-        if lead is None:
+        lead = _attempt_pods(pods, handle["external_id"], handle["spent"]).get(0)
+        if lead is None or pod_ended(lead, pods.gone(lead)):
             return
         core, _ = self._connect()
         from kubernetes import client
@@ -329,28 +436,44 @@ class KubernetesRunner(Runner):
         body = client.V1Eviction.from_dict({"metadata": {"name": name, "namespace": ns}})
         try:
             core.create_namespaced_pod_eviction(name, ns, body, _request_timeout=self._timeout())
-        except client.ApiException as exc:
-            raise api_error(exc, f"evict pod {name}") from None
+        except Exception as exc:  # 404: gone already; 429: a PodDisruptionBudget says no
+            log.warning("evicting pod %s: %s", name, exc)
 
 
-def _handle(job_name: str, base: int, nodes: int, spent: list[str]) -> dict[str, Any]:
-    """A Kubernetes attempt: its Job, the attempt that created the Job, its nodes, and
-    the Job's pods that earlier attempts ran (this attempt's pod is the next one)."""
-    return {"external_id": job_name, "base": base, "nodes": nodes, "spent": spent}
+def _handle(
+    job_name: str, base: int, nodes: int, spent: list[str], timeout_s: float | None
+) -> dict[str, Any]:
+    """A Kubernetes attempt: its Job, the attempt that created the Job, its nodes, the
+    Job's pods that earlier attempts ran (this attempt's pod is the next one), and the
+    job's time limit."""
+    return {
+        "external_id": job_name,
+        "base": base,
+        "nodes": nodes,
+        "spent": spent,
+        "timeout_s": timeout_s,
+    }
 
 
 def _of_job_named(pod: dict[str, Any], job_name: str) -> bool:
     return (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL) == job_name
 
 
-def _lead(pods: WatchedObjects, job_name: str, spent: list[str]) -> dict[str, Any] | None:
-    """The attempt's index-0 pod: the first one of the Job no earlier attempt ran."""
-    mine = [
-        p
-        for p in pods.items()
-        if _of_job_named(p, job_name) and index(p) == 0 and p["metadata"]["name"] not in spent
-    ]
-    return min(mine, key=created) if mine else None
+def _attempt_pods(
+    pods: WatchedObjects, job_name: str, spent: list[str]
+) -> dict[int, dict[str, Any]]:
+    """The attempt's pod of each index: the first of the Job's pods no earlier attempt ran."""
+    mine: dict[int, dict[str, Any]] = {}
+    for pod in sorted(pods.items(), key=created):
+        if _of_job_named(pod, job_name) and pod["metadata"]["name"] not in spent:
+            mine.setdefault(index(pod), pod)
+    return mine
+
+
+def _reported(pod: dict[str, Any]) -> Result | None:
+    """The result the pod's runtime left in its termination message, if any."""
+    stopped = terminated(pod)
+    return result_from_message(stopped.get("message") if stopped else None)
 
 
 def _write_archive(path: Path, data: bytes) -> None:

@@ -3,11 +3,13 @@ whether an attempt waits, runs or ended, and why."""
 
 from __future__ import annotations
 
+import calendar
+import time
 from typing import Any
 
 from nblaunch.runners.base import AttemptEnd
 from nblaunch.runners.kubernetes.manifests import CONTAINER, INDEX_LABEL
-from nblaunch.runtime.contract import Outcome, Result
+from nblaunch.runtime.contract import USER_ERROR_EXIT_CODE, Outcome, Result
 
 
 def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -16,9 +18,20 @@ def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in found if c.get("status") == "True"}
 
 
+#: conditions of a Job that ends (1.31+ set the *Target/*Met ones first, while its pods
+#: still stop)
+_ENDING = ("Complete", "SuccessCriteriaMet", "Failed", "FailureTarget")
+
+
 def job_finished(job: dict[str, Any]) -> bool:
     held = conditions(job)
-    return "Complete" in held or "Failed" in held or "SuccessCriteriaMet" in held
+    return any(kind in held for kind in _ENDING)
+
+
+def job_failure(job: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The condition saying why the Job failed, if it did."""
+    held = conditions(job) if job is not None else {}
+    return held.get("Failed") or held.get("FailureTarget")
 
 
 def index(pod: dict[str, Any]) -> int:
@@ -27,8 +40,12 @@ def index(pod: dict[str, Any]) -> int:
     return int(labels.get(INDEX_LABEL) or annotations.get(INDEX_LABEL) or 0)
 
 
-def created(pod: dict[str, Any]) -> str:
-    return str((pod.get("metadata") or {}).get("creationTimestamp") or "")
+def created(obj: dict[str, Any]) -> tuple[str, int]:
+    """A key ordering objects by creation (timestamps have whole seconds: within one, by
+    resourceVersion, which servers hand out rising though it is documented as opaque)."""
+    meta = obj.get("metadata") or {}
+    version = str(meta.get("resourceVersion") or "0")
+    return str(meta.get("creationTimestamp") or ""), int(version) if version.isdigit() else 0
 
 
 def container_state(pod: dict[str, Any]) -> dict[str, Any]:
@@ -44,13 +61,41 @@ def terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def pod_ended(pod: dict[str, Any], deleted: bool) -> bool:
-    """The pod will run nothing more: it ended, or it is gone or going."""
+    """The pod runs nothing more: it ended, or it is gone. (A pod being deleted still
+    runs until its container stops: the runtime checkpoints and reports in its grace.)"""
     phase = (pod.get("status") or {}).get("phase")
-    return (
-        deleted
-        or phase in ("Succeeded", "Failed")
-        or bool((pod.get("metadata") or {}).get("deletionTimestamp"))
-    )
+    return deleted or phase in ("Succeeded", "Failed") or terminated(pod) is not None
+
+
+def replaced(pod: dict[str, Any] | None) -> bool:
+    """Whether the Job controller replaces this ended pod rather than ending the Job:
+    the cluster took it, or it failed otherwise than by the notebook's own error."""
+    if pod is None:
+        return False
+    if "DisruptionTarget" in conditions(pod):
+        return True
+    stopped = terminated(pod)
+    code = stopped.get("exitCode") if stopped else None
+    phase = (pod.get("status") or {}).get("phase")
+    return phase != "Succeeded" and code not in (0, USER_ERROR_EXIT_CODE)
+
+
+def started_at(job: dict[str, Any]) -> float:
+    """When the Job (last) started, in seconds since the epoch; now if it has not."""
+    stamp = (job.get("status") or {}).get("startTime")
+    if not stamp:
+        return time.time()
+    return float(calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")))
+
+
+def pod_failed(pod: dict[str, Any], deleted: bool) -> bool:
+    """The pod ended short of success (or is gone before it succeeded)."""
+    return pod_ended(pod, deleted) and (pod.get("status") or {}).get("phase") != "Succeeded"
+
+
+def suspended(job: dict[str, Any] | None) -> bool:
+    """Kueue holds the Job back (not admitted yet, or its admission taken back)."""
+    return job is not None and bool((job.get("spec") or {}).get("suspend"))
 
 
 def pod_started(pod: dict[str, Any]) -> bool:
@@ -60,7 +105,7 @@ def pod_started(pod: dict[str, Any]) -> bool:
 
 def waiting_reason(job: dict[str, Any], lead: dict[str, Any] | None, kueue: bool) -> str:
     """Why the attempt has not started: what Kueue, the scheduler or the kubelet says."""
-    if (job.get("spec") or {}).get("suspend"):
+    if suspended(job):
         return "suspended: waiting for Kueue to admit it" if kueue else "suspended"
     if lead is None:
         return "waiting for the Job controller to create its pods"
@@ -84,13 +129,12 @@ def end_of(
     cluster says of the pod and the Job."""
     stopped = terminated(lead) if lead is not None else None
     code = stopped.get("exitCode") if stopped else None
-    failed = conditions(job).get("Failed") if job is not None else None
+    failed = job_failure(job)
     if failed is not None and failed.get("reason") == "DeadlineExceeded":
         error = _error("DeadlineExceeded", f"the Job passed its deadline: {failed.get('message')}")
         return AttemptEnd(Outcome.TIMEOUT, error, code, engine_kept=engine_kept)
     disrupted = lead is not None and "DisruptionTarget" in conditions(lead)
-    suspended = job is not None and bool((job.get("spec") or {}).get("suspend"))
-    if disrupted or suspended:
+    if disrupted or suspended(job):
         # The cluster took the pod (spot reclaim, preemption, eviction) or Kueue took the
         # Job's admission back: whatever the runtime managed to say, the next attempt
         # resumes from the checkpoint.
@@ -100,7 +144,8 @@ def end_of(
     if stopped is not None and stopped.get("reason") == "OOMKilled":
         error = _error("OutOfMemory", "the container was killed at its memory limit (OOMKilled)")
         return AttemptEnd(Outcome.OOM, error, code, engine_kept=engine_kept)
-    if job is not None and "Complete" in conditions(job):
+    held = conditions(job) if job is not None else {}
+    if "Complete" in held or "SuccessCriteriaMet" in held:
         return AttemptEnd(Outcome.SUCCEEDED, None, code, engine_kept=engine_kept)
     if stopped is None:
         what = "the Job was deleted" if job is None else "its pod was deleted"

@@ -19,7 +19,7 @@ import pytest
 
 import nblaunch
 from nblaunch.queue.states import State
-from tests.agent.test_reliability import running
+from tests.agent.test_reliability import kill_agent, running
 from tests.conftest import make_notebook, run_cli, wait_until
 from tests.runners.kubernetes.conftest import configure
 
@@ -108,10 +108,15 @@ def resumed_from(job: nblaunch.Job, attempt: int) -> int:
 def test_a_notebook_job_runs_as_a_kubernetes_job_with_live_metrics_and_logs(
     k8s_home: Path, cluster: Any, tmp_path: Path
 ) -> None:
-    job, release = logging_job(tmp_path)
+    job, release = logging_job(tmp_path, timeout_s=600)
     wait_until(lambda: running(job), 120, "the job to run")
     name = job_name(job)
     assert re.fullmatch(rf"nbl-{job.id}-1", name)
+    # The job's time limit becomes the Job's deadline once its pod runs (queue grace 5 s).
+    deadline = wait_until(
+        lambda: cluster.job(name)["spec"].get("activeDeadlineSeconds"), 30, "a deadline"
+    )
+    assert 605 <= deadline <= 605 + 120
     # Metrics reach the store while it runs: they travel in the pod's log.
     wait_until(lambda: len(job.metrics("loss")) >= 3, 120, "metrics in the store while it runs")
     follow = subprocess.Popen(
@@ -283,3 +288,45 @@ def test_preempt_evicts_the_pod_and_the_job_resumes(
     evictions = cluster.requests("/eviction")
     assert len(evictions) == 1 and evictions[0]["method"] == "POST"
     assert resumed_from(job, 2) >= 40
+
+
+def test_an_agent_restarted_mid_job_resumes_the_log_where_it_stopped(
+    k8s_home: Path, cluster: Any, tmp_path: Path
+) -> None:
+    job, release = logging_job(tmp_path)
+    wait_until(lambda: len(job.metrics("loss")) >= 3, 120, "metrics while it runs")
+    kill_agent(k8s_home)
+    release.touch()
+    assert job.wait(timeout=120) is State.SUCCEEDED, job.logs()  # a new agent took over
+    log = job.logs()
+    assert log.count("hello from pod 0") == 1 and log.count("released after") == 1
+    steps = [m["step"] for m in job.metrics("loss")]
+    assert steps == sorted(set(steps)) and steps[0] == 0  # every metric once
+    assert job.output_notebook is not None
+
+
+@pytest.mark.slow
+def test_two_nodes_rendezvous_through_pod_zero(
+    k8s_home: Path, cluster: Any, tmp_path: Path
+) -> None:
+    body = (
+        "import os, torch.distributed as dist\n"
+        "dist.init_process_group('gloo')\n"
+        "t = torch.tensor([dist.get_rank() + 1.0])\n"
+        "dist.all_reduce(t)\n"
+        "print('world', dist.get_world_size(), 'sum', t.item(), "
+        "'index', os.environ['JOB_COMPLETION_INDEX'], flush=True)\n"
+        "dist.destroy_process_group()"
+    )
+    nb = make_notebook(tmp_path / "ddp.ipynb", "import torch", body)
+    job = nblaunch.submit(nb, queue="k8s", nodes=2, strategy="ddp")
+    assert job.wait(timeout=240) is State.SUCCEEDED, job.logs()
+    assert "world 2 sum 3.0 index 0" in job.logs()
+    name = job_name(job)
+    indexes = sorted(
+        p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]
+        for p in cluster.pods(name)
+    )
+    assert indexes == ["0", "1"]
+    service = cluster.core.read_namespaced_service(name, "default")
+    assert service.spec.cluster_ip == "None"
