@@ -85,6 +85,7 @@ class KubernetesRunner(Runner):
     def __init__(self, options: KubernetesOptions) -> None:
         super().__init__(options)
         self._api: Any = None
+        self._connected_at = 0.0
         self._jobs: WatchedObjects | None = None
         self._pods: WatchedObjects | None = None
         self._followers: dict[str, LogFollower] = {}
@@ -144,13 +145,16 @@ class KubernetesRunner(Runner):
                 self._jobs = WatchedObjects(batch.list_namespaced_job, ns, selector).start()
                 self._pods = WatchedObjects(core.list_namespaced_pod, ns, selector).start()
                 self._api = (core, batch)
+                self._connected_at = time.monotonic()
         return self._api
 
     def _watched(self) -> tuple[WatchedObjects, WatchedObjects]:
         self._connect()
         assert self._jobs is not None and self._pods is not None
         for cache in (self._jobs, self._pods):
-            if not cache.synced.wait(SYNC_WAIT_S):
+            # Wait for the first list once; a cluster that does not answer then fails
+            # each call at once rather than holding up the agent's pass.
+            if not cache.synced.wait(max(0.0, self._connected_at + SYNC_WAIT_S - time.monotonic())):
                 raise EngineError(
                     f"queue {self.options.name!r}: no answer from Kubernetes in {SYNC_WAIT_S:g}s "
                     f"({cache.error or 'still connecting'})"
