@@ -31,8 +31,10 @@ PREEMPT_GAP_S = (2.0, 8.0)
 #: jobs that must end between two kills, and between two preemptions, drawn at
 #: random: chaos keeps pace with the jobs, so a slow machine (where an agent takes
 #: seconds to come back) is not kept down by kills more often than it serves
-KILL_EVERY_JOBS = (1, 6)
-PREEMPT_EVERY_JOBS = (1, 5)
+#: (at most 8 of the 200 jobs apart: at least 25 of each, above the 20 asked for;
+#: more only lengthens the run)
+KILL_EVERY_JOBS = (3, 8)
+PREEMPT_EVERY_JOBS = (3, 8)
 #: the run fails when no job reaches a final state for this long (a hung job), so
 #: its length follows the machine's speed instead of a fixed deadline
 STALL_S = 240

@@ -113,8 +113,10 @@ def test_a_time_limit_ends_the_allocation_after_a_checkpoint_and_the_next_one_re
     assert all(a.failure_class == "preempted" for a in attempts[:-1]), attempts
     first = json.loads((job.row.job_dir / "attempts" / "1" / "result.json").read_text())
     assert first["outcome"] == "preempted", first  # the runtime checkpointed on the signal
-    assert "preempted: True" in job.logs(1)
-    assert resumed_from(job, 2) > 0
+    # On a loaded machine the first signal can come before the kernel is up: that
+    # allocation then ran nothing, and a later one is the first to checkpoint.
+    assert any("preempted: True" in job.logs(a.n) for a in attempts[:-1]), job.logs()
+    assert resumed_from(job, len(attempts)) > 0
     assert slurm_job(attempts[0].external_id or "")["JobState"] != "TIMEOUT"
 
 
