@@ -387,9 +387,12 @@ class KubernetesRunner(Runner):
         if volume is not None:
             (volume.path / f"{job_name}.tar.gz").unlink(missing_ok=True)
         if self._pods is not None:
-            self._pods.forget(
-                lambda p: p["metadata"].get("labels", {}).get(JOB_NAME_LABEL) != job_name
-            )
+            self._pods.forget(lambda pod: not _of_job_named(pod, job_name))
+        prefix = f"{job_name}-"  # its pods' names
+        for kept in (self._followers, self._ended_at):
+            for pod_name in [p for p in kept if p.startswith(prefix)]:
+                del kept[pod_name]
+        self._limited = {p for p in self._limited if not p.startswith(prefix)}
 
     # -- stopping ----------------------------------------------------------------
 
