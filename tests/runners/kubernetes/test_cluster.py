@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import pytest
-from kubernetes import client, watch
 
-from tests.conftest import wait_until
-from tests.runners.kubernetes.cluster import NS, UNSCHEDULABLE, Cluster
+pytest.importorskip("kmock", reason="kmock (the API emulator) needs Python 3.11+")
+
+from kubernetes import client, watch  # noqa: E402
+
+from tests.conftest import wait_until  # noqa: E402
+from tests.runners.kubernetes.cluster import NS, UNSCHEDULABLE, Cluster  # noqa: E402
 
 FAIL_CODE = 42
 M = TypeVar("M")
