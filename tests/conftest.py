@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 import pytest
 
 from nblaunch.agent.lockfile import holder_pid
+
+if TYPE_CHECKING:
+    from nblaunch.api import Job
 
 
 @pytest.fixture
@@ -81,6 +85,36 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+#: a training loop that checkpoints every 20 steps and when told to stop
+CHECKPOINTING = """\
+import json, os, time, nblaunch
+ckpt = os.path.join(os.environ["NBLAUNCH_CHECKPOINT_DIR"], "step.json")
+start = json.load(open(ckpt))["step"] if os.path.exists(ckpt) else 0
+print("resumed from", start, flush=True)
+
+def save(step):
+    json.dump({"step": step}, open(ckpt + ".tmp", "w"))
+    os.replace(ckpt + ".tmp", ckpt)
+
+step = start
+while step < steps and not nblaunch.preempted():
+    time.sleep(0.05)
+    step += 1
+    nblaunch.log({"step_done": step}, step=step)
+    if step % 20 == 0:
+        save(step)
+save(step)
+print("stopped at", step, "preempted:", nblaunch.preempted(), flush=True)
+"""
+
+
+def resumed_from(job: Job, attempt: int) -> int:
+    """The step the ``CHECKPOINTING`` notebook's attempt started from."""
+    found = re.search(r"resumed from (\d+)", job.logs(attempt))
+    assert found, job.logs(attempt)
+    return int(found.group(1))
 
 
 def write_queues(root: Path, text: str) -> None:

@@ -24,7 +24,17 @@ from nblaunch.options import parse_duration
 from nblaunch.retry import RetryPolicy
 from nblaunch.runtime.contract import DEFAULT_KERNEL_START_TIMEOUT_S, Env, Outcome, RunDir
 
-__all__ = ["AttemptEnd", "Launch", "Pending", "QueueOptions", "Runner", "Slots", "job_env"]
+__all__ = [
+    "AttemptEnd",
+    "ClusterOptions",
+    "ClusterRunner",
+    "Launch",
+    "Pending",
+    "QueueOptions",
+    "Runner",
+    "Slots",
+    "job_env",
+]
 
 
 def _duration(value: Any) -> Any:
@@ -236,3 +246,36 @@ class Runner(ABC):
     def preempt(self, handle: dict[str, Any]) -> None:
         """Send what a spot reclaim sends: SIGTERM to the attempt's main process."""
         raise NotImplementedError(f"the {self.name} runner cannot preempt jobs")
+
+
+class ClusterOptions(QueueOptions):
+    """Keys of a queue whose engine runs jobs on a cluster's nodes (Slurm, Kubernetes)."""
+
+    #: GPUs one node has (the most a job may ask per node)
+    gpus_per_node: int | None = Field(default=None, ge=0)
+    #: the most nodes one job may use
+    nodes: int | None = Field(default=None, ge=1)
+
+
+class ClusterRunner(Runner):
+    """A runner whose engine schedules a cluster's nodes: every waiting job is handed
+    over at once, and the engine assigns its nodes and devices."""
+
+    options: ClusterOptions
+
+    def gpu_slots(self) -> int | None:
+        per_node = self.options.gpus_per_node
+        return per_node if per_node is not None else self.options.gpus
+
+    def check_capacity(self, gpus: int, nodes: int) -> None:
+        most = self.options.nodes
+        if most is not None and nodes > most:
+            name = self.options.name
+            raise CapacityError(
+                f"queue {name!r} runs jobs on at most {most} node(s); the job asks for {nodes} "
+                f"(lower --nodes to {most}, or set nodes in [queues.{name}] of queues.toml)"
+            )
+        super().check_capacity(gpus, nodes)
+
+    def slots(self) -> Slots:
+        return Slots((), UNLIMITED, engine=True)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nblaunch.options import check_levels
-from nblaunch.runners.base import QueueOptions
+from nblaunch.runners.base import ClusterOptions
 
 #: a DNS-1123 label: namespaces, PriorityClasses, LocalQueues, claims, service accounts
 _LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -48,7 +48,7 @@ class BundleVolume(BaseModel):
         return path
 
 
-class KubernetesOptions(QueueOptions):
+class KubernetesOptions(ClusterOptions):
     """``[queues.NAME]`` with ``runner = "kubernetes"``."""
 
     runner: Literal["kubernetes"] = "kubernetes"
@@ -57,10 +57,6 @@ class KubernetesOptions(QueueOptions):
     image: str = Field(min_length=1)
     #: the interpreter inside the image that runs ``python -m nblaunch.runtime``
     python: str = "python"
-    #: GPUs one node of the pool has (the most a job may ask per node)
-    gpus_per_node: int | None = Field(default=None, ge=0)
-    #: the most nodes (pods) one job may use
-    nodes: int | None = Field(default=None, ge=1)
     gpu_resource: str = "nvidia.com/gpu"
     #: e.g. ``{"cloud.google.com/gke-accelerator" = "nvidia-tesla-a100"}``
     node_selector: dict[str, str] = {}

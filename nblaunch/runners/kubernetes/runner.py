@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nblaunch.errors import CapacityError, EngineError
-from nblaunch.runners.base import UNLIMITED, AttemptEnd, Launch, Pending, Runner, Slots
+from nblaunch.errors import EngineError
+from nblaunch.runners.base import AttemptEnd, ClusterRunner, Launch, Pending
 from nblaunch.runners.kubernetes.client import LogFollower, WatchedObjects, api_client, api_error
 from nblaunch.runners.kubernetes.manifests import (
     ATTEMPT_LABEL,
@@ -66,7 +66,7 @@ DELETE_BACKOFF_S = (1, 2, 4, 8, 15, 30, 60, 60, 60, 60, 60, 60, 60, 60, 60)
 LOG_CURSOR = "log-cursor"
 
 
-class KubernetesRunner(Runner):
+class KubernetesRunner(ClusterRunner):
     """Creates one Job (+ bundle ConfigMap, + headless Service for several nodes) per
     attempt and reads its state from watches.
 
@@ -95,25 +95,6 @@ class KubernetesRunner(Runner):
         #: pods whose Job got its deadline when they started
         self._limited: set[str] = set()
         self._lock = threading.Lock()
-
-    # -- capacity ----------------------------------------------------------------
-
-    def gpu_slots(self) -> int | None:
-        per_node = self.options.gpus_per_node
-        return per_node if per_node is not None else self.options.gpus
-
-    def check_capacity(self, gpus: int, nodes: int) -> None:
-        most = self.options.nodes
-        if most is not None and nodes > most:
-            name = self.options.name
-            raise CapacityError(
-                f"queue {name!r} runs jobs on at most {most} node(s); the job asks for {nodes} "
-                f"(lower --nodes to {most}, or set nodes in [queues.{name}] of queues.toml)"
-            )
-        super().check_capacity(gpus, nodes)
-
-    def slots(self) -> Slots:
-        return Slots((), UNLIMITED, engine=True)
 
     # -- the objects of an attempt ----------------------------------------------
 

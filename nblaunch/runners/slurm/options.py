@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from nblaunch.options import check_levels, priority_level
-from nblaunch.runners.base import Duration, QueueOptions
+from nblaunch.runners.base import ClusterOptions, Duration
 
 #: sbatch options nblaunch sets itself (or that would change how it reads the job); a
 #: queue's ``extra_sbatch_args`` may not repeat them, under a short name or abbreviated
@@ -22,7 +22,7 @@ RESERVED = {
 }  # fmt: skip
 
 
-class SlurmOptions(QueueOptions):
+class SlurmOptions(ClusterOptions):
     """``[queues.NAME]`` with ``runner = "slurm"``."""
 
     runner: Literal["slurm"] = "slurm"
@@ -33,10 +33,6 @@ class SlurmOptions(QueueOptions):
     qos: str | None = None
     #: each allocation's wall-clock limit (``--time``); a job that reaches it resumes in the next
     time_limit: Duration | None = None
-    #: GPUs one node of the partition has (the most a job may ask per node)
-    gpus_per_node: int | None = Field(default=None, ge=0)
-    #: the most nodes one job may use
-    nodes: int | None = Field(default=None, ge=1)
     cpus_per_gpu: int | None = Field(default=None, ge=1)
     #: e.g. ``"16G"`` (sbatch's own units)
     mem_per_gpu: str | None = Field(default=None, pattern=r"^[0-9]+[KMGT]?$")

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nblaunch.errors import CapacityError, EngineError
-from nblaunch.runners.base import UNLIMITED, AttemptEnd, Launch, Pending, Runner, Slots
+from nblaunch.errors import EngineError
+from nblaunch.runners.base import AttemptEnd, ClusterRunner, Launch, Pending
 from nblaunch.runners.result import end_from_result
 from nblaunch.runners.slurm.client import SlurmClient, SlurmJob
 from nblaunch.runners.slurm.options import SlurmOptions
@@ -56,7 +56,7 @@ _ENDED_BY_SLURM: dict[str, tuple[Outcome, str]] = {
 LISTING_AGE_S = 1.0
 
 
-class SlurmRunner(Runner):
+class SlurmRunner(ClusterRunner):
     """Submits ``sbatch`` jobs that run ``python -m nblaunch.runtime`` on the node.
 
     Slurm schedules: every job is handed over at once, with its priority as a
@@ -78,26 +78,6 @@ class SlurmRunner(Runner):
 
     def storage(self, home: Path) -> Path:
         return self.options.run_root
-
-    def gpu_slots(self) -> int | None:
-        return (
-            self.options.gpus_per_node
-            if self.options.gpus_per_node is not None
-            else (self.options.gpus)
-        )
-
-    def check_capacity(self, gpus: int, nodes: int) -> None:
-        most = self.options.nodes
-        if most is not None and nodes > most:
-            name = self.options.name
-            raise CapacityError(
-                f"queue {name!r} runs jobs on at most {most} node(s); the job asks for {nodes} "
-                f"(lower --nodes to {most}, or set nodes in [queues.{name}] of queues.toml)"
-            )
-        super().check_capacity(gpus, nodes)
-
-    def slots(self) -> Slots:
-        return Slots((), UNLIMITED, engine=True)
 
     def kernel_started(self, run: RunDir) -> bool:
         return run.kernel_ready.exists()  # run_root is shared by definition

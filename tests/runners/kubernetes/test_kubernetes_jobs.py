@@ -20,7 +20,7 @@ import pytest
 import nblaunch
 from nblaunch.queue.states import State
 from tests.agent.test_reliability import kill_agent, running
-from tests.conftest import make_notebook, run_cli, wait_until
+from tests.conftest import CHECKPOINTING, make_notebook, resumed_from, run_cli, wait_until
 from tests.runners.kubernetes.conftest import configure
 
 LOGGING_UNTIL_RELEASED = """\
@@ -33,28 +33,6 @@ while not os.path.exists(release):
     step += 1
     time.sleep(0.1)
 print("released after", step, "steps", flush=True)
-"""
-
-#: a training loop that checkpoints every 20 steps and when told to stop
-CHECKPOINTING = """\
-import json, os, time, nblaunch
-ckpt = os.path.join(os.environ["NBLAUNCH_CHECKPOINT_DIR"], "step.json")
-start = json.load(open(ckpt))["step"] if os.path.exists(ckpt) else 0
-print("resumed from", start, flush=True)
-
-def save(step):
-    json.dump({"step": step}, open(ckpt + ".tmp", "w"))
-    os.replace(ckpt + ".tmp", ckpt)
-
-step = start
-while step < steps and not nblaunch.preempted():
-    time.sleep(0.05)
-    step += 1
-    nblaunch.log({"step_done": step}, step=step)
-    if step % 20 == 0:
-        save(step)
-save(step)
-print("stopped at", step, "preempted:", nblaunch.preempted(), flush=True)
 """
 
 
@@ -99,10 +77,12 @@ def checkpointed(cluster: Any, job: nblaunch.Job, at_least: int) -> bool:
         return False
 
 
-def resumed_from(job: nblaunch.Job, attempt: int) -> int:
-    found = re.search(r"resumed from (\d+)", job.logs(attempt))
-    assert found, job.logs(attempt)
-    return int(found.group(1))
+def checkpointed_trainer(cluster: Any, tmp_path: Path, steps: int, **submit: Any) -> nblaunch.Job:
+    """A training job on the cluster that has checkpointed step 40 (on its PVC)."""
+    nb = make_notebook(tmp_path / "train.ipynb", CHECKPOINTING, params="steps = 10")
+    job = nblaunch.submit(nb, queue="k8s", params={"steps": steps}, **submit)
+    wait_until(lambda: checkpointed(cluster, job, 40), 120, "a first checkpoint")
+    return job
 
 
 def test_a_notebook_job_runs_as_a_kubernetes_job_with_live_metrics_and_logs(
@@ -199,9 +179,7 @@ def test_a_cell_error_fails_the_kubernetes_job_at_once_without_retry(
 def test_a_disrupted_pod_becomes_a_preempted_attempt_and_the_next_resumes(
     k8s_home: Path, cluster: Any, tmp_path: Path
 ) -> None:
-    nb = make_notebook(tmp_path / "train.ipynb", CHECKPOINTING, params="steps = 10")
-    job = nblaunch.submit(nb, queue="k8s", params={"steps": 300})
-    wait_until(lambda: checkpointed(cluster, job, 40), 120, "a first checkpoint")
+    job = checkpointed_trainer(cluster, tmp_path, steps=300)
     first = wait_until(lambda: lead_pod(cluster, job), 30, "the running pod")
     cluster.disrupt(first["metadata"]["name"], reason="PreemptionByScheduler")
     assert job.wait(timeout=240) is State.SUCCEEDED, job.logs()
@@ -279,9 +257,7 @@ def test_a_dropped_watch_resumes_from_its_last_resource_version(
 def test_preempt_evicts_the_pod_and_the_job_resumes(
     k8s_home: Path, cluster: Any, tmp_path: Path
 ) -> None:
-    nb = make_notebook(tmp_path / "train.ipynb", CHECKPOINTING, params="steps = 10")
-    job = nblaunch.submit(nb, queue="k8s", params={"steps": 200})
-    wait_until(lambda: checkpointed(cluster, job, 40), 120, "a first checkpoint")
+    job = checkpointed_trainer(cluster, tmp_path, steps=200)
     job.preempt()
     assert job.wait(timeout=240) is State.SUCCEEDED, job.logs()
     assert [a.failure_class for a in job.snapshot(metrics=False).attempts] == ["preempted", None]

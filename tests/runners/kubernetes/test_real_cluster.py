@@ -15,7 +15,7 @@ import pytest
 
 import nblaunch
 from nblaunch.queue.states import State
-from tests.conftest import make_notebook, wait_until, write_queues
+from tests.conftest import CHECKPOINTING, make_notebook, resumed_from, wait_until, write_queues
 
 KUBECONFIG = os.environ.get("NBLAUNCH_TEST_KUBECONFIG")
 IMAGE = os.environ.get("NBLAUNCH_TEST_K8S_IMAGE")
@@ -59,8 +59,6 @@ def test_a_notebook_job_runs_on_the_cluster(real_home: Path, tmp_path: Path) -> 
 
 @pytest.mark.skipif(not PVC, reason="set NBLAUNCH_TEST_K8S_CHECKPOINT_PVC to resume after eviction")
 def test_an_evicted_pod_resumes_from_its_checkpoint(real_home: Path, tmp_path: Path) -> None:
-    from tests.runners.kubernetes.test_kubernetes_jobs import CHECKPOINTING, resumed_from
-
     nb = make_notebook(tmp_path / "train.ipynb", CHECKPOINTING, params="steps = 10")
     job = nblaunch.submit(nb, queue="real", params={"steps": 1200})
     wait_until(lambda: len(job.metrics("step_done")) >= 60, 900, "training to pass step 40")

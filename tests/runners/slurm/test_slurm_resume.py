@@ -6,7 +6,6 @@ and finishes."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -14,30 +13,8 @@ import pytest
 import nblaunch
 from nblaunch.queue.states import State
 from tests.agent.test_reliability import kill_agent
-from tests.conftest import make_notebook, wait_until
+from tests.conftest import CHECKPOINTING, make_notebook, resumed_from, wait_until
 from tests.runners.slurm.conftest import configure, slurm, slurm_job
-
-#: a training loop that checkpoints every 20 steps and when told to stop
-CHECKPOINTING = """\
-import json, os, time, nblaunch
-ckpt = os.path.join(os.environ["NBLAUNCH_CHECKPOINT_DIR"], "step.json")
-start = json.load(open(ckpt))["step"] if os.path.exists(ckpt) else 0
-print("resumed from", start, flush=True)
-
-def save(step):
-    json.dump({"step": step}, open(ckpt + ".tmp", "w"))
-    os.replace(ckpt + ".tmp", ckpt)
-
-step = start
-while step < steps and not nblaunch.preempted():
-    time.sleep(0.05)
-    step += 1
-    nblaunch.log({"step_done": step}, step=step)
-    if step % 20 == 0:
-        save(step)
-save(step)
-print("stopped at", step, "preempted:", nblaunch.preempted(), flush=True)
-"""
 
 
 def checkpointed(job: nblaunch.Job, at_least: int) -> bool:
@@ -47,12 +24,6 @@ def checkpointed(job: nblaunch.Job, at_least: int) -> bool:
         return json.loads(path.read_text())["step"] >= at_least
     except (OSError, ValueError):
         return False
-
-
-def resumed_from(job: nblaunch.Job, attempt: int) -> int:
-    found = re.search(r"resumed from (\d+)", job.logs(attempt))
-    assert found, job.logs(attempt)
-    return int(found.group(1))
 
 
 def submit_trainer(tmp_path: Path, steps: int) -> nblaunch.Job:
