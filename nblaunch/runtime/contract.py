@@ -54,6 +54,24 @@ def open_private(path: str | os.PathLike[str], flags: int = os.O_WRONLY | os.O_A
     return os.open(path, flags | os.O_CREAT, PRIVATE_FILE)
 
 
+def append_line(path: str | os.PathLike[str], text: str) -> None:
+    """Append ``text`` and a newline to ``path`` (private) in one ``write`` on an
+    ``O_APPEND`` file, so lines from several processes never interleave."""
+    fd = open_private(path)
+    try:
+        os.write(fd, (text + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def replace_private(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a reader never sees half of it), private."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
 # -- environment -------------------------------------------------------------
 
 
@@ -318,11 +336,7 @@ class Result:
 
     def write(self, path: Path) -> None:
         """Write whole or not at all: a reader never sees half a result."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.to_json())
-        os.replace(tmp, path)
+        replace_private(path, self.to_json().encode())
 
     @classmethod
     def read(cls, path: Path) -> Result | None:

@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
     from nblaunch.runtime.gpu import start_sampler
 
     start_sampler(stop_sampling)
-    tee = MetricsTee(run).start() if os.environ.get(Env.LOG_RECORDS) and not follower else None
+    tee = MetricsTee(run).start() if own_folder and not follower else None
     try:
         if distributed(spec):
             from nblaunch.runtime.launch import run_distributed

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from nblaunch.runtime.contract import METRICS_FILE, Env, open_private
+from nblaunch.runtime.contract import METRICS_FILE, Env, append_line
 
 
 def log(data: Mapping[str, Any], step: int | None = None, *, all_ranks: bool = False) -> None:
@@ -33,11 +33,7 @@ def log(data: Mapping[str, Any], step: int | None = None, *, all_ranks: bool = F
     line = json.dumps(
         {"step": None if step is None else int(step), "time": time.time(), "metrics": numbers}
     )
-    fd = open_private(os.path.join(run_dir, METRICS_FILE))
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
+    append_line(os.path.join(run_dir, METRICS_FILE), line)
 
 
 def _is_number(value: Any) -> bool:
@@ -54,12 +50,8 @@ def _is_number(value: Any) -> bool:
     return False
 
 
-def read_new(
-    path: str | os.PathLike[str], offset: int
-) -> tuple[list[tuple[int | None, str, float, float]], int]:
-    """Complete lines after byte ``offset``.
-
-    Returns ``(step, name, value, time)`` rows and the offset to read from next."""
+def new_lines(path: str | os.PathLike[str], offset: int) -> tuple[list[bytes], int]:
+    """The complete lines after byte ``offset``, and the offset to read from next."""
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)
@@ -67,10 +59,20 @@ def read_new(
     except FileNotFoundError:
         return [], offset
     end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next read
+    return chunk[:end].splitlines(), offset + end
+
+
+def read_new(
+    path: str | os.PathLike[str], offset: int
+) -> tuple[list[tuple[int | None, str, float, float]], int]:
+    """Complete lines after byte ``offset``.
+
+    Returns ``(step, name, value, time)`` rows and the offset to read from next."""
+    lines, offset = new_lines(path, offset)
     rows = []
-    for raw in chunk[:end].splitlines():
+    for raw in lines:
         rows.extend(_parse_line(raw))
-    return rows, offset + end
+    return rows, offset
 
 
 def _parse_line(raw: bytes) -> list[tuple[int | None, str, float, float]]:

@@ -20,7 +20,8 @@ import os
 import threading
 from pathlib import Path
 
-from nblaunch.runtime.contract import Result, RunDir, open_private
+from nblaunch.runtime.contract import Result, RunDir, append_line, replace_private
+from nblaunch.runtime.metrics import new_lines
 
 MARKER = "@@nblaunch:"
 #: base64 characters per output-notebook line (a log line stays far below 1 MiB)
@@ -54,16 +55,9 @@ class MetricsTee:
             self._copy()
 
     def _copy(self) -> None:
-        try:
-            with open(self.run.metrics, "rb") as fh:
-                fh.seek(self._offset)
-                chunk = fh.read()
-        except FileNotFoundError:
-            return
-        end = chunk.rfind(b"\n") + 1
-        for line in chunk[:end].splitlines():
+        lines, self._offset = new_lines(self.run.metrics, self._offset)
+        for line in lines:
             _emit("metric", line.decode(errors="replace"))
-        self._offset += end
 
     def finish(self, result: Result) -> None:
         """The last metric lines, then the output notebook and the result."""
@@ -117,11 +111,7 @@ class RecordReader:
         text, record = line[:at], line[at + len(MARKER) :]
         kind, _, payload = record.partition(" ")
         if kind == "metric":
-            fd = open_private(self.run.metrics)
-            try:
-                os.write(fd, (payload.strip() + "\n").encode())
-            finally:
-                os.close(fd)
+            append_line(self.run.metrics, payload.strip())
         elif kind == "output":
             self._output.append(payload.strip())
         elif kind == "output-end":
@@ -139,8 +129,4 @@ class RecordReader:
         self._output = []
         if len(data) != size:  # a chunk was lost (a log rotated away): keep nothing half
             return
-        notebook = gzip.decompress(base64.b64decode(data))
-        tmp = self.run.output.with_name(f".{self.run.output.name}.tmp")
-        with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
-            fh.write(notebook)
-        os.replace(tmp, self.run.output)
+        replace_private(self.run.output, gzip.decompress(base64.b64decode(data)))

@@ -9,7 +9,6 @@ no longer remembers (410 Gone) is replaced by a fresh list.
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import json
 import logging
@@ -21,6 +20,7 @@ from typing import Any
 
 from nblaunch.errors import EngineError, MissingDependencyError
 from nblaunch.runners.kubernetes.options import KubernetesOptions
+from nblaunch.runners.kubernetes.state import epoch_seconds
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class LogFollower:
         if self._last is not None:
             # The client has no sinceTime: ask for a little more (clocks differ) and skip
             # what was seen by its timestamp.
-            behind = math.ceil(time.time() - _seconds(self._last))
+            behind = math.ceil(time.time() - epoch_seconds(self._last))
             kwargs["since_seconds"] = max(1, behind) + RESUME_MARGIN_S
         return iter(
             k8s.watch.Watch().stream(
@@ -296,12 +296,6 @@ class LogFollower:
             return  # seen before the stream dropped
         self._last = stamp
         self._sink(stamp, text)
-
-
-def _seconds(stamp: str) -> float:
-    """Seconds since the epoch of an RFC 3339 timestamp in UTC."""
-    head = stamp.rstrip("Z").partition(".")[0]
-    return calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
 
 
 def _instant(stamp: str) -> str:

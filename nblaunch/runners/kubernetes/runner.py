@@ -48,8 +48,9 @@ from nblaunch.runtime.contract import (
     JobDir,
     Result,
     RunDir,
+    append_line,
     make_private_dir,
-    open_private,
+    replace_private,
 )
 from nblaunch.runtime.records import RecordReader, result_from_message
 
@@ -344,13 +345,9 @@ class KubernetesRunner(ClusterRunner):
         def sink(stamp: str, line: str) -> None:
             text = reader.feed(line)
             if text is not None:
-                fd = open_private(run.stdout)
-                try:
-                    os.write(fd, (text + "\n").encode())
-                finally:
-                    os.close(fd)
+                append_line(run.stdout, text)
             if stamp:
-                _write_cursor(cursor, stamp)
+                replace_private(cursor, stamp.encode())
 
         def ended() -> bool:
             now = pods.get(pod_name)
@@ -470,11 +467,4 @@ def _write_archive(path: Path, data: bytes) -> None:
     with open(tmp, "wb") as fh:
         fh.write(data)
     tmp.chmod(0o644)  # the pod runs as another user
-    os.replace(tmp, path)
-
-
-def _write_cursor(path: Path, stamp: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w") as fh:
-        fh.write(stamp)
     os.replace(tmp, path)

@@ -83,9 +83,13 @@ def replaced(pod: dict[str, Any] | None) -> bool:
 def started_at(job: dict[str, Any]) -> float:
     """When the Job (last) started, in seconds since the epoch; now if it has not."""
     stamp = (job.get("status") or {}).get("startTime")
-    if not stamp:
-        return time.time()
-    return float(calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")))
+    return epoch_seconds(stamp) if stamp else time.time()
+
+
+def epoch_seconds(stamp: str) -> float:
+    """Seconds since the epoch of an RFC 3339 timestamp in UTC (whole seconds)."""
+    head = stamp.rstrip("Z").partition(".")[0]
+    return float(calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S")))
 
 
 def pod_failed(pod: dict[str, Any], deleted: bool) -> bool:
