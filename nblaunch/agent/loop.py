@@ -46,15 +46,20 @@ class Stop(str, Enum):
     TIMEOUT = "timeout"
     KERNEL_START = "kernel_start"
     PRIORITY = "priority"
+    REQUESTED = "requested"
+
+
+#: stops that preempt: SIGTERM, a grace to checkpoint, and the next attempt resumes
+PREEMPTIONS = frozenset({Stop.PRIORITY, Stop.REQUESTED})
 
 
 def _stopped_end(job: JobRow, attempt: AttemptRow, end: AttemptEnd) -> AttemptEnd:
     """How an attempt the agent stopped ended: a time limit, a kernel that never
-    started, or a preemption for a higher priority, whatever the runtime made of
-    the signal (unless it finished first)."""
+    started, or a preemption (for a higher priority, or asked for), whatever the
+    runtime made of the signal (unless it finished first)."""
     if end.outcome is Outcome.SUCCEEDED or attempt.stop_reason is None:
         return end
-    if attempt.stop_reason == Stop.PRIORITY:
+    if attempt.stop_reason in PREEMPTIONS:
         return AttemptEnd(Outcome.PREEMPTED, None, end.exit_code)
     if attempt.stop_reason == Stop.TIMEOUT:
         error = {
@@ -269,8 +274,11 @@ class Agent:
             log.info("cancelling %s attempt %d", job.id, attempt.n)
             self._cancel(job, attempt, runner, runner.options.cancel_grace_s)
         if job.preempt_requested_at is not None and attempt.state is State.RUNNING:
-            log.info("preempting %s attempt %d", job.id, attempt.n)
-            runner.preempt(attempt.handle)
+            # Recorded as a stop, so that whichever agent is alive once the grace is
+            # over kills an attempt that outlives it, as a spot reclaim would.
+            if self.store.mark_stop(job.id, attempt.n, Stop.REQUESTED, "preempted on request"):
+                log.info("preempting %s attempt %d", job.id, attempt.n)
+                runner.preempt(attempt.handle)
             self.store.clear_preempt_request(job.id, job.preempt_requested_at)
         run = RunDir(attempt.run_dir)
         if attempt.stop_reason is None:
@@ -348,12 +356,13 @@ class Agent:
     def _see_stop_through(self, job: JobRow, attempt: AttemptRow, runner: Runner) -> None:
         """Make sure a stopped attempt ends: the agent that stopped it may have died
         before its kill, and a preempted job that ignores SIGTERM past the grace is
-        killed (the next attempt resumes from its last checkpoint)."""
+        killed (the next attempt resumes from its last checkpoint), unless its engine
+        kills it at the end of a grace of its own."""
         if (job.id, attempt.n) in self._cancelling or attempt.stop_requested_at is None:
             return
         grace = runner.options.cancel_grace_s
         left = grace - (time.time() - attempt.stop_requested_at)
-        if attempt.stop_reason == Stop.PRIORITY and left > 0:
+        if attempt.stop_reason in PREEMPTIONS and (left > 0 or runner.ends_preempted_itself):
             return
         log.info(
             "job %s attempt %d: seeing its %s stop through", job.id, attempt.n, attempt.stop_reason

@@ -170,6 +170,9 @@ class Runner(ABC):
     Options: ClassVar[type[QueueOptions]] = QueueOptions
     #: attempts run on the machine that submits them (estimates read its devices)
     runs_here: ClassVar[bool] = False
+    #: the engine kills a preempted attempt that outlives its own grace period (the
+    #: agent kills it otherwise)
+    ends_preempted_itself: ClassVar[bool] = False
 
     def __init__(self, options: QueueOptions) -> None:
         self.options = options

@@ -61,7 +61,22 @@ def cooperating(delta: int) -> None:
     _state["cooperative"] = max(0, _state["cooperative"] + delta)
 
 
-def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+def _running_cell(frame: FrameType | None) -> bool:
+    """Whether the signal interrupted a cell's code (or what it called). Raised
+    anywhere else, in the kernel's own request handling, the exception would leave
+    the request without a reply and papermill waiting for it forever; there the
+    flag alone stops the notebook, at its next cell."""
+    user_ns = _state.get("user_ns")
+    if user_ns is None:
+        return True
+    while frame is not None:
+        if frame.f_globals is user_ns:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_sigterm(_signum: int, frame: FrameType | None) -> None:
     first = not _state["preempted"]
     _state["preempted"] = True
     if first:
@@ -70,7 +85,7 @@ def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
                 fn()
             except Exception as exc:  # a user callback must not hide the preemption
                 print(f"nblaunch: on_preempt callback {fn!r} failed: {exc!r}", file=sys.stderr)
-    if not _state["cooperative"]:
+    if not _state["cooperative"] and _running_cell(frame):
         raise Preempted("job preempted (SIGTERM) and nothing in this cell checkpoints; stopping")
 
 
@@ -153,6 +168,7 @@ def install() -> None:
     except ImportError:
         shell = None
     if shell is not None:
+        _state["user_ns"] = shell.user_global_ns
         shell.input_transformers_post.append(_skip_after_preemption)
     # The submodule, not the package: importing wandb's package costs seconds.
     when_imported("wandb.sdk.wandb_run", _patch_wandb)

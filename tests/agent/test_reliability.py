@@ -276,6 +276,30 @@ def test_a_critical_job_preempts_a_lower_one_which_resumes(nbl_home: Path, tmp_p
     assert resumed and int(resumed.group(1)) > 0, victim.logs(2)
 
 
+def test_a_preempted_job_that_ignores_sigterm_is_killed_after_the_grace_and_resumes(
+    nbl_home: Path, tmp_path: Path
+) -> None:
+    write_queues(nbl_home, "[queues.local]\ncancel_grace_s = 2\n")
+    nb = make_notebook(
+        tmp_path / "deaf.ipynb",
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('deaf', flush=True)\n"
+        "while os.environ['NBLAUNCH_ATTEMPT'] == '1':\n"
+        "    time.sleep(0.05)",
+    )
+    job = nblaunch.submit(nb)
+    wait_until(lambda: "deaf" in job.logs(), 120, "the kernel to ignore SIGTERM")
+    kill_agent(nbl_home)  # the grace outlives the agent that sent the SIGTERM
+    job.preempt()
+    assert job.wait(timeout=120).value == "succeeded", job.logs()
+    first, second = job._store.attempts(job.id)
+    assert (first.failure_class, first.stop_reason) == ("preempted", "requested"), first
+    assert first.finished_at is not None and first.stop_requested_at is not None
+    assert first.finished_at - first.stop_requested_at < 30, first
+    assert job.row.preemptions == 1
+
+
 def test_a_stop_whose_agent_died_before_the_kill_is_seen_through(
     nbl_home: Path, tmp_path: Path
 ) -> None:

@@ -153,3 +153,43 @@ def test_preemption_while_the_attempt_starts_is_still_a_preemption(
     assert [a.state.value for a in attempts] == ["preempted", "succeeded"]
     # The preempted attempt ran none of the notebook; the resumed one ran it once.
     assert marks.read_text().split() == ["2"]
+
+
+#: a stand-in for the kernel's own stdout flush at the end of an execute request:
+#: on first use, it has the runtime SIGTERMed and waits until the signal has
+#: reached the kernel, so the signal lands in the kernel's request handling,
+#: after the cell, not in it (compiled outside the notebook's namespace)
+SIGTERM_IN_FLUSH = """\
+import os, signal, sys, time
+from nblaunch.runtime.kernel import flagged
+real_flush = sys.stdout.flush
+def flush():
+    sys.stdout.flush = real_flush
+    os.kill(os.getppid(), signal.SIGTERM)
+    while not flagged():
+        time.sleep(0.01)
+    real_flush()
+"""
+
+
+def test_sigterm_in_the_kernels_own_code_stops_the_notebook_at_its_next_cell(
+    nbl_home: Path, tmp_path: Path
+) -> None:
+    nb = make_notebook(
+        tmp_path / "between.ipynb",
+        "import os, sys\n"
+        "if os.environ['NBLAUNCH_ATTEMPT'] == '1':\n"
+        f"    hook = {{}}\n    exec({SIGTERM_IN_FLUSH!r}, hook)\n"
+        "    sys.stdout.flush = hook['flush']",
+        "print('second cell ran')",
+    )
+    job = nblaunch.submit(nb)
+    assert job.wait(timeout=120).value == "succeeded", job.logs()
+    first, second = job._store.attempts(job.id)
+    assert first.failure_class == "preempted", first
+    outputs = [
+        json.dumps(json.loads((a.run_dir / "output.ipynb").read_text())["cells"][-1]["outputs"])
+        for a in (first, second)
+    ]
+    assert "second cell ran" not in outputs[0] and "Preempted" in outputs[0], outputs[0]
+    assert "second cell ran" in outputs[1], outputs[1]

@@ -82,6 +82,8 @@ class KubernetesRunner(ClusterRunner):
     name = "kubernetes"
     Options = KubernetesOptions
     options: KubernetesOptions
+    #: an evicted pod is killed at the end of its terminationGracePeriodSeconds
+    ends_preempted_itself = True
 
     def __init__(self, options: KubernetesOptions) -> None:
         super().__init__(options)
