@@ -17,11 +17,12 @@ from nblaunch.runners.base import Runner
 from nblaunch.runners.kubernetes import KubernetesRunner
 from nblaunch.runners.local import LocalRunner
 from nblaunch.runners.slurm import SlurmRunner
+from nblaunch.runners.wandb import WandbRunner
 
 log = logging.getLogger(__name__)
 
 GROUP = "nblaunch.runners"
-BUILTIN: tuple[type[Runner], ...] = (LocalRunner, SlurmRunner, KubernetesRunner)
+BUILTIN: tuple[type[Runner], ...] = (LocalRunner, SlurmRunner, KubernetesRunner, WandbRunner)
 
 
 @lru_cache(maxsize=1)

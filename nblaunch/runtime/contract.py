@@ -375,6 +375,18 @@ PERF_RUNTIME_S = "perf/train_runtime_s"
 PERF_MODEL_PARAMS = "perf/model_params"
 PERF_TRAIN_TOKENS = "perf/train_tokens"
 
+# -- W&B Launch ------------------------------------------------------------------
+
+#: set by the W&B Launch agent for the processes it runs
+WANDB_LAUNCH = "WANDB_LAUNCH"
+#: the run summary key where an attempt W&B Launch ran reports its ``Result`` (the
+#: runtime writes it as the attempt ends; the wandb runner reads it)
+WANDB_RESULT_KEY = "nblaunch/result"
+#: the key in that result naming the Launch queue item of the attempt that wrote it
+#: (every attempt logs into the same run), from ``WANDB_LAUNCH_TRACE_ID``
+WANDB_RESULT_ITEM = "launch_item"
+WANDB_LAUNCH_ITEM = "WANDB_LAUNCH_TRACE_ID"
+
 # -- devices -------------------------------------------------------------------
 
 _DEVICE = re.compile(r"^(\d+|(GPU|MIG)-[0-9A-Za-z/-]+)$")

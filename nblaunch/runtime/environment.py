@@ -10,14 +10,17 @@ from pathlib import Path
 from nblaunch.runtime.contract import RESUME_MARKER, Env, RunDir
 
 
-def job_environment(run: RunDir, job_id: str, checkpoint_dir: Path) -> dict[str, str]:
-    """``NBLAUNCH_*`` and ``WANDB_*`` variables for one attempt (see DESIGN.md)."""
+def job_environment(
+    run: RunDir, job_id: str, checkpoint_dir: Path, wandb_run_id: str | None = None
+) -> dict[str, str]:
+    """``NBLAUNCH_*`` and ``WANDB_*`` variables for one attempt (see DESIGN.md); the
+    W&B run is ``nbl-<job id>`` (every attempt logs into it) unless an engine named one."""
     run_dir = run.path
     env = {
         Env.RUN_DIR: str(run_dir),
         Env.WORKSPACE: str(run.workspace),
         Env.CHECKPOINT_DIR: str(checkpoint_dir),
-        "WANDB_RUN_ID": f"nbl-{job_id}",
+        "WANDB_RUN_ID": wandb_run_id or wandb_run_name(job_id),
         "WANDB_RESUME": "allow",
         "WANDB_DIR": str(run_dir),
         "WANDB_DATA_DIR": str(run_dir / "wandb-data"),
@@ -31,6 +34,11 @@ def job_environment(run: RunDir, job_id: str, checkpoint_dir: Path) -> dict[str,
     if resume is not None:
         env[Env.RESUME_FROM] = str(resume)
     return env
+
+
+def wandb_run_name(job_id: str) -> str:
+    """The id of the W&B run every attempt of job ``job_id`` logs into."""
+    return f"nbl-{job_id}"
 
 
 def wandb_credentials() -> bool:

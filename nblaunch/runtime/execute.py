@@ -24,6 +24,8 @@ from nblaunch.runtime.contract import (
     DistributedEnv,
     Env,
     JobDir,
+    Outcome,
+    Result,
     RunDir,
     make_private_dir,
     open_private,
@@ -35,11 +37,34 @@ from nblaunch.runtime.workspace import materialize
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) == 1:  # W&B Launch runs the job's entrypoint in the job's folder
+        from nblaunch.runtime.wandb_launch import launch_attempt
+
+        return launch_attempt(Path(argv[0]))
     if len(argv) != 2:
-        print("usage: python -m nblaunch.runtime BUNDLE RUN_DIR", file=sys.stderr)
+        print(
+            "usage: python -m nblaunch.runtime BUNDLE RUN_DIR (or FOLDER, as W&B Launch runs it)",
+            file=sys.stderr,
+        )
         return 2
     bundle, run = Path(argv[0]).resolve(), RunDir(Path(argv[1]).resolve())
     spec = json.loads((bundle / BUNDLE_SPEC).read_text())
+    job = JobDir.of_run(run.path)
+    job_id = os.environ.get(Env.JOB_ID) or job.path.name
+    checkpoints = Path(os.environ.get(Env.CHECKPOINT_DIR) or job.checkpoints)
+    return run_attempt(bundle, run, spec, job_id, checkpoints).outcome.exit_code
+
+
+def run_attempt(
+    bundle: Path,
+    run: RunDir,
+    spec: dict[str, Any],
+    job_id: str,
+    checkpoints: Path,
+    wandb_run_id: str | None = None,
+) -> Result:
+    """Run the attempt in ``run`` and write its ``result.json`` (the first node's);
+    ``wandb_run_id`` names the W&B run when an engine gave one (W&B Launch)."""
     # On a shared run folder, the first node speaks for the attempt; the others only
     # run their ranks (torchrun starts them once the first node has joined). A node
     # whose run folder is its own (a pod's) needs its own copy of the workspace.
@@ -52,8 +77,8 @@ def main(argv: list[str]) -> int:
     forwarder = SignalForwarder(run.preempt_marker)
     forwarder.install()
     started = time.time()
-    prepare_environment(spec, run)
-    if own_folder or not follower:
+    prepare_environment(spec, run, job_id, checkpoints, wandb_run_id)
+    if (own_folder or not follower) and run.workspace != bundle / WORKSPACE:
         materialize(bundle / WORKSPACE, run.workspace)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s nblaunch.runtime %(message)s")
     stop_sampling = threading.Event()
@@ -81,12 +106,12 @@ def main(argv: list[str]) -> int:
     elif follower:
         # On a shared run folder its ranks' results are in ranks/N for the first node to
         # read; a failing exit would have srun kill the first node before it records why.
-        return 0
+        return Result(Outcome.SUCCEEDED)
     if not follower:
         result.write(run.result)
     if tee is not None:
         tee.finish(result)
-    return result.outcome.exit_code
+    return result
 
 
 def serve_warm() -> int:
@@ -112,12 +137,15 @@ def serve_warm() -> int:
     return main([order["bundle"], order["run_dir"]])
 
 
-def prepare_environment(spec: dict[str, Any], run: RunDir) -> None:
-    job = JobDir.of_run(run.path)
-    job_id = os.environ.get(Env.JOB_ID) or job.path.name
-    checkpoints = Path(os.environ.get(Env.CHECKPOINT_DIR) or job.checkpoints)
+def prepare_environment(
+    spec: dict[str, Any],
+    run: RunDir,
+    job_id: str,
+    checkpoints: Path,
+    wandb_run_id: str | None = None,
+) -> None:
     checkpoints.mkdir(parents=True, exist_ok=True)
-    os.environ.update(job_environment(run, job_id, checkpoints))
+    os.environ.update(job_environment(run, job_id, checkpoints, wandb_run_id))
     os.environ.setdefault(Env.JOB_ID, job_id)
     os.environ.setdefault(Env.SUBMIT_DIR, spec["submit_dir"])
     options = spec.get("options") or {}
