@@ -17,13 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nblaunch.errors import (
     AgentStartError,
     ConfigError,
     JobFailedError,
     SpecError,
+    TransitionError,
     UnknownQueueError,
 )
 from nblaunch.home import home, jobs_dir, objects_dir, store_path
@@ -34,11 +35,14 @@ from nblaunch.options import parse_priority
 from nblaunch.queue import views
 from nblaunch.queue.config import get_queue, load_queues, runner_for
 from nblaunch.queue.rows import EventRow, JobRow
-from nblaunch.queue.states import State
+from nblaunch.queue.states import FINAL, State
 from nblaunch.queue.store import Store, already_ended
 from nblaunch.runners.base import Launch, QueueOptions, Runner, job_env
 from nblaunch.runtime.contract import JobDir, Result, RunDir
-from nblaunch.snapshots import FILTERS, JobSnapshot, QueueSnapshot
+from nblaunch.snapshots import FILTERS, JobSnapshot, QueueDepth, QueueSnapshot
+
+if TYPE_CHECKING:
+    from nblaunch.runners.wandb.sync import SyncReport
 
 __all__ = ["Job", "Queue", "jobs", "submit", "submit_spec", "sweep_jobs"]
 
@@ -146,6 +150,7 @@ def check_submission(
     runner = runner_for(options)
     check_kernel(notebook, spec.notebook, here=runner.runs_here, parameters=bool(spec.params))
     runner.check_capacity(spec.gpus, spec.nodes)
+    runner.check_ready()
     folder = Path(spec.submit_dir)
     # $NBLAUNCH_HOME or the queue's job folder may sit inside the notebook's folder:
     # neither travels.
@@ -403,6 +408,29 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         return self.snapshot(metrics=False).to_dict()
 
+    def export_wandb_job(self, dest: str | os.PathLike[str]) -> Path:
+        """Write the job as a W&B Launch job's files in the new folder ``dest``:
+        ``wandb-job.json`` and ``requirements.frozen.txt`` beside the bundle (its
+        notebook, spec and workspace). The code artifact's id is filled in when the
+        job is logged to W&B, as a ``wandb`` queue does on submit."""
+        from nblaunch.runners.wandb.job_files import export_job
+
+        return export_job(self._store.job(self.id).bundle, Path(dest).expanduser().resolve())
+
+    def sync_wandb(self, entity: str | None = None, project: str | None = None) -> SyncReport:
+        """Upload the job's offline W&B runs (one per attempt) as one run whose steps
+        continue across attempts; see ``nblaunch.runners.wandb.sync`` for what wandb
+        lets nblaunch carry. ``entity``/``project`` default to the run's own."""
+        from nblaunch.runners.wandb.sync import sync_attempts
+
+        if self.state not in FINAL:
+            raise TransitionError(
+                f"job {self.id} is {self.state}; sync it once it has ended (more attempts "
+                "may follow)"
+            )
+        attempts = [(a.n, RunDir(a.run_dir)) for a in self._store.attempts(self.id)]
+        return sync_attempts(attempts, entity, project)
+
 
 class Queue:
     """A named queue: its configuration, its runner and its jobs."""
@@ -450,6 +478,17 @@ class Queue:
             filter=state_filter,
             taken_at=now,
         )
+
+    def depth(self) -> QueueDepth:
+        """How deep the queue is, for autoscalers, from one read of the store.
+
+        Jobs per state, GPUs asked for by queued jobs and held by active ones, the
+        oldest wait, and ``desired_workers``: ceil((GPUs queued + GPUs in use) /
+        GPUs per worker), at least 1 while any job is queued or active, clamped to
+        the queue's ``min_workers``/``max_workers`` (``nblaunch.snapshots.desired_workers``).
+        """
+        supervise(self._root)
+        return QueueDepth.read(store(self._root), self.options)
 
     @staticmethod
     def all(root: Path | None = None) -> list[Queue]:

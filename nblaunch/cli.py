@@ -1,4 +1,4 @@
-"""The terminal face: ``nblaunch submit|jobs|show|logs|cancel|agent|queues``.
+"""The terminal face: ``nblaunch submit|jobs|show|logs|cancel|agent|queues|export|sync``.
 
 Errors a user can cause become one line on stderr and exit code 2, here and
 nowhere else; a job that ends other than ``succeeded`` under ``--wait`` exits 1.
@@ -225,7 +225,27 @@ def metrics(job_id: str, name: str | None, as_json: bool) -> None:
 @click.option("--status", is_flag=True, help="Report the live agent instead of starting one.")
 @click.option("--idle-timeout", type=float, default=None, help="Exit after this many idle seconds.")
 @click.option("--json", "as_json", is_flag=True, help="With --status: print one JSON object.")
-def agent(queues: tuple[str, ...], status: bool, idle_timeout: float | None, as_json: bool) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve every queue's depth for Prometheus at http://HOST:PORT/metrics "
+    "(what `nblaunch queues --prometheus` prints; 0: any free port).",
+)
+@click.option(
+    "--metrics-host",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address the metrics endpoint listens on.",
+)
+def agent(
+    queues: tuple[str, ...],
+    status: bool,
+    idle_timeout: float | None,
+    as_json: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Run the agent in the foreground (or report the live one with --status)."""
     from nblaunch.home import home
 
@@ -237,7 +257,13 @@ def agent(queues: tuple[str, ...], status: bool, idle_timeout: float | None, as_
     from nblaunch.agent.loop import Agent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    Agent(home(), list(queues) or None, idle_timeout).run()
+    Agent(
+        home(),
+        list(queues) or None,
+        idle_timeout,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+    ).run()
 
 
 def _agent_status(root: Path, as_json: bool) -> None:
@@ -267,29 +293,89 @@ def _agent_status(root: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-def queues(as_json: bool) -> None:
-    """List the configured queues and what is in them."""
+@click.option(
+    "--prometheus",
+    is_flag=True,
+    help="Print each queue's depth in the Prometheus text format.",
+)
+def queues(as_json: bool, prometheus: bool) -> None:
+    """List the configured queues and what is in them.
+
+    --json adds each queue's depth: jobs by state, gpus_queued, gpus_in_use,
+    oldest_queued_age_s and desired_workers = ceil((gpus_queued + gpus_in_use) /
+    gpus_per_worker), at least 1 while any job is queued or running, clamped to
+    the queue's min_workers..max_workers.
+    """
     from nblaunch.api import Queue
 
-    rows = []
-    for queue in Queue.all():
-        snap = queue.snapshot(limit=0)
-        rows.append(
-            {
-                **queue.options.model_dump(exclude_none=True),
-                "gpu_slots": snap.gpu_slots,
-                "queued": snap.counts.get("queued", 0),
-                "running": sum(snap.counts.get(s.value, 0) for s in ACTIVE),
-            }
-        )
+    if as_json and prometheus:
+        raise click.UsageError("--json and --prometheus print different formats; pick one")
+    found = [(queue, queue.depth()) for queue in Queue.all()]
+    if prometheus:
+        from nblaunch.agent.queue_metrics import prometheus_text
+
+        click.echo(prometheus_text([depth for _, depth in found]), nl=False)
+        return
+    rows = [
+        {
+            **queue.options.model_dump(mode="json", exclude_none=True),
+            "gpu_slots": queue.gpu_slots(),
+            "queued": depth.counts["queued"],
+            "running": sum(depth.counts[s.value] for s in ACTIVE),
+            **depth.to_dict(),
+        }
+        for queue, depth in found
+    ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
         click.echo(
             f"{row['name']:12} runner={row['runner']:10} gpus={row['gpu_slots']} "
-            f"queued={row['queued']} running={row['running']}"
+            f"queued={row['queued']} running={row['running']} "
+            f"desired_workers={row['desired_workers']}"
         )
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option(
+    "--wandb-job",
+    "wandb_job",
+    type=click.Path(path_type=Path),
+    required=True,
+    metavar="DIR",
+    help="Write the job as a W&B Launch job here (a new folder): wandb-job.json, "
+    "requirements.frozen.txt and the bundle it runs.",
+)
+def export(job_id: str, wandb_job: Path) -> None:
+    """Write a job in another tool's format (a W&B Launch job)."""
+    from nblaunch.api import Job
+
+    folder = Job(job_id).export_wandb_job(wandb_job)
+    click.echo(f"wrote W&B job {folder} (entrypoint: python -m nblaunch.runtime .)")
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--entity", "-e", help="W&B entity (default: the run's own, else your default).")
+@click.option("--project", "-p", help="W&B project (default: the run's own).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def sync(job_id: str, entity: str | None, project: str | None, as_json: bool) -> None:
+    """Upload a job's offline W&B runs (one per attempt) as one run whose steps continue."""
+    from nblaunch.api import Job
+
+    report = Job(job_id).sync_wandb(entity, project)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(f"W&B run {report.run}:")
+    for seg in report.segments:
+        steps = "" if seg.first_step is None else f", steps {seg.first_step}-{seg.last_step}"
+        rows = f" ({seg.rows} rows{steps})" if seg.rows else ""
+        click.echo(f"  attempt {seg.attempt}: {seg.how}{rows}")
+        if seg.not_carried:
+            click.echo(f"    not carried (wandb cannot merge offline runs): {seg.not_carried}")
 
 
 # The flags live in one argparse parser that %launch_estimate shares, so click passes them through.

@@ -7,13 +7,16 @@ mypy checks every face against these classes.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nblaunch.options import priority_name
+from nblaunch.queue import views
+from nblaunch.queue.config import runner_for
 from nblaunch.queue.rows import EventRow, held_spans
 from nblaunch.queue.states import ACTIVE, FINAL, State
 from nblaunch.queue.views import JobView
@@ -21,7 +24,19 @@ from nblaunch.retry import RetryPolicy
 from nblaunch.runners.base import QueueOptions
 from nblaunch.runtime.contract import Cost, RunDir, job_cost
 
-__all__ = ["FILTERS", "LIVE", "JobError", "JobSnapshot", "Progress", "QueueSnapshot"]
+if TYPE_CHECKING:
+    from nblaunch.queue.store import Store
+
+__all__ = [
+    "FILTERS",
+    "LIVE",
+    "JobError",
+    "JobSnapshot",
+    "Progress",
+    "QueueDepth",
+    "QueueSnapshot",
+    "desired_workers",
+]
 
 #: states in which a job may still change: waiting for a slot, or holding one
 LIVE = frozenset({State.QUEUED}) | ACTIVE
@@ -310,6 +325,112 @@ class QueueSnapshot:
         """Jobs that pass the filter, shown or not."""
         states = FILTERS.get(self.filter)
         return sum(n for s, n in self.counts.items() if states is None or State(s) in states)
+
+
+def desired_workers(
+    gpus_queued: int,
+    gpus_in_use: int,
+    jobs: int,
+    gpus_per_worker: int,
+    min_workers: int = 0,
+    max_workers: int | None = None,
+) -> int:
+    """Workers a queue wants now: the rule behind ``desired_workers``.
+
+    Parameters
+    ----------
+    gpus_queued
+        GPUs the queued jobs ask for (each job: GPUs per node × nodes).
+    gpus_in_use
+        GPUs the active (starting or running) jobs hold: their workers are busy
+        and must not be scaled away.
+    jobs
+        Queued plus active jobs; CPU-only ones count as 0 GPUs.
+    gpus_per_worker
+        GPUs one worker has (at least 1).
+    min_workers, max_workers
+        The clamp; ``max_workers`` None is no cap.
+
+    Returns
+    -------
+    int
+        ``ceil((gpus_queued + gpus_in_use) / gpus_per_worker)``, at least 1 when
+        any job is queued or active (CPU-only work still needs a worker), then
+        clamped to ``[min_workers, max_workers]``.
+    """
+    wanted = math.ceil((gpus_queued + gpus_in_use) / gpus_per_worker)
+    if jobs and not wanted:
+        wanted = 1
+    wanted = max(min_workers, wanted)
+    return wanted if max_workers is None else min(max_workers, wanted)
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """How deep one queue is as of ``taken_at``: what autoscalers act on
+    (``nblaunch queues --json`` / ``--prometheus``, the agent's ``/metrics``)."""
+
+    name: str
+    runner: str
+    #: jobs per state, every state listed (0 when none)
+    counts: Mapping[str, int]
+    #: GPUs the queued jobs ask for
+    gpus_queued: int
+    #: GPUs the active (starting, running) jobs hold
+    gpus_in_use: int
+    #: how long the longest-waiting queued job has waited (0 when none waits)
+    oldest_queued_age_s: float
+    gpus_per_worker: int
+    min_workers: int
+    max_workers: int | None
+    #: see :func:`desired_workers`
+    desired_workers: int
+    taken_at: float
+
+    @classmethod
+    def read(cls, store: Store, options: QueueOptions, now: float | None = None) -> QueueDepth:
+        """The depth of queue ``options.name`` from one read of ``store``."""
+        view = views.depth_view(store, options.name)
+        now = time.time() if now is None else now
+        active = [s.value for s in ACTIVE]
+        queued = view.counts.get(State.QUEUED.value, 0)
+        in_use = sum(view.gpus.get(s, 0) for s in active)
+        gpus_queued = view.gpus.get(State.QUEUED.value, 0)
+        per_worker = runner_for(options).gpus_per_worker()
+        since = view.oldest_queued_since
+        return cls(
+            name=options.name,
+            runner=options.runner,
+            counts={s.value: view.counts.get(s.value, 0) for s in State},
+            gpus_queued=gpus_queued,
+            gpus_in_use=in_use,
+            oldest_queued_age_s=0.0 if since is None else max(0.0, now - since),
+            gpus_per_worker=per_worker,
+            min_workers=options.min_workers,
+            max_workers=options.max_workers,
+            desired_workers=desired_workers(
+                gpus_queued,
+                in_use,
+                queued + sum(view.counts.get(s, 0) for s in active),
+                per_worker,
+                options.min_workers,
+                options.max_workers,
+            ),
+            taken_at=now,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The depth fields ``nblaunch queues --json`` prints for the queue."""
+        return {
+            "jobs": dict(self.counts),
+            "gpus_queued": self.gpus_queued,
+            "gpus_in_use": self.gpus_in_use,
+            "oldest_queued_age_s": self.oldest_queued_age_s,
+            "gpus_per_worker": self.gpus_per_worker,
+            "min_workers": self.min_workers,
+            "max_workers": self.max_workers,
+            "desired_workers": self.desired_workers,
+        }
 
 
 def _progress(view: JobView, now: float) -> Progress:

@@ -18,8 +18,10 @@ from enum import Enum
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from nblaunch.agent import lockfile
+from nblaunch.agent.queue_metrics import serve_queue_metrics
 from nblaunch.errors import NBLaunchError, TransitionError
 from nblaunch.home import queues_file, store_path
 from nblaunch.queue import policy
@@ -81,6 +83,9 @@ class Agent:
     root: Path
     queue_names: list[str] | None = None
     idle_timeout_s: float | None = None
+    #: serve every queue's depth for Prometheus at ``http://metrics_host:metrics_port/metrics``
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
     _stop: bool = field(default=False, init=False)
     _cancelling: set[tuple[str, int]] = field(default_factory=set, init=False)
 
@@ -152,6 +157,11 @@ class Agent:
             )
         os.ftruncate(lock_fd, 0)
         os.write(lock_fd, str(os.getpid()).encode())
+        try:
+            metrics = self._serve_metrics()
+        except NBLaunchError:
+            os.close(lock_fd)
+            raise
         wake_r, wake_w = lockfile.open_wake_channel(self.root)
         chld_r, chld_w = os.pipe()
         os.set_blocking(chld_r, False)
@@ -181,6 +191,9 @@ class Agent:
                     lockfile.drain(fd)
         finally:
             self.store.heartbeat(agent_id, stopped=True)
+            if metrics is not None:
+                metrics.shutdown()
+                metrics.server_close()
             signal.set_wakeup_fd(-1)
             for fd in (wake_r, wake_w, chld_r, chld_w):
                 os.close(fd)
@@ -188,6 +201,11 @@ class Agent:
                 os.close(lock_fd)
             log.info("agent %s stopped", os.getpid())
         return 0
+
+    def _serve_metrics(self) -> WSGIServer | None:
+        if self.metrics_port is None:
+            return None
+        return serve_queue_metrics(self.root, self.store, self.metrics_host, self.metrics_port)
 
     def _request_stop(self, _signum: int, _frame: FrameType | None) -> None:
         # Running attempts live in sessions of their own and keep going; the

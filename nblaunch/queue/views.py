@@ -104,6 +104,39 @@ def queue_view(store: Store, queue: str, states: Collection[State] | None, limit
     return QueueView(counts, int(used), views)
 
 
+@dataclass(frozen=True)
+class DepthView:
+    """How deep one queue is as of one moment, for autoscalers."""
+
+    #: jobs per state (states without jobs are absent)
+    counts: dict[str, int]
+    #: GPUs the jobs in each state ask for (per node × nodes)
+    gpus: dict[str, int]
+    #: when the longest-waiting queued job (re-)entered the queue; None when none waits
+    oldest_queued_since: float | None
+
+
+#: per state: jobs, their GPUs, and (queued only) when the longest-waiting one was last
+#: queued (a retry re-enters the queue when its attempt ends)
+_DEPTH = """SELECT state, COUNT(*), COALESCE(SUM(gpus), 0),
+       MIN(CASE WHEN state = 'queued' THEN COALESCE(
+           (SELECT MAX(e.time) FROM events e WHERE e.job_id = jobs.id AND e.to_state = 'queued'),
+           submitted_at) END)
+   FROM jobs WHERE queue = ? GROUP BY state"""
+
+
+def depth_view(store: Store, queue: str) -> DepthView:
+    """The queue's jobs and GPUs per state and its oldest wait, in one query."""
+    with store.reading() as db:
+        rows = db.execute(_DEPTH, (queue,)).fetchall()
+    since = [float(r[3]) for r in rows if r[3] is not None]
+    return DepthView(
+        counts={r[0]: int(r[1]) for r in rows},
+        gpus={r[0]: int(r[2]) for r in rows},
+        oldest_queued_since=min(since) if since else None,
+    )
+
+
 def jobs_view(
     store: Store, queue: str | None, states: Collection[State] | None, limit: int | None
 ) -> tuple[JobView, ...]:

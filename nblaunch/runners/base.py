@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from nblaunch.errors import CapacityError, SpecError
 from nblaunch.options import parse_duration
@@ -73,6 +74,25 @@ class QueueOptions(BaseModel):
     #: ...but never one that has run for less than this
     min_runtime_s: float = Field(default=60.0, ge=0)
     workspace_limit_mb: float = Field(default=100.0, gt=0)
+    #: autoscaling (``desired_workers`` in ``nblaunch queues --json``): the fewest workers
+    #: to keep, the most to ask for (None: no cap), and the GPUs one worker has (None:
+    #: what one job may use here, ``Runner.gpu_slots()``, else 1)
+    min_workers: int = Field(default=0, ge=0)
+    max_workers: int | None = Field(default=None, ge=0)
+    gpus_per_worker: int | None = Field(default=None, ge=1)
+
+    @field_validator("max_workers")
+    @classmethod
+    def _check_workers(cls, most: int | None, info: ValidationInfo) -> int | None:
+        fewest = info.data.get("min_workers")
+        if most is not None and isinstance(fewest, int) and fewest > most:
+            raise PydanticCustomError(
+                "workers_range",
+                "min_workers ({fewest}) is more than max_workers ({most}); "
+                "lower min_workers or raise max_workers",
+                {"fewest": fewest, "most": most},
+            )
+        return most
 
     def price(self) -> float | None:
         """USD per GPU-hour this queue's jobs pay: on-demand when set, else its spot price."""
@@ -189,6 +209,12 @@ class Runner(ABC):
         """GPUs the queue can give one job; None when the backend does not say."""
         return self.options.gpus
 
+    def gpus_per_worker(self) -> int:
+        """GPUs one worker of this queue has, for ``desired_workers``: the queue's
+        ``gpus_per_worker``, else what one job may use here (``gpu_slots()``, per node
+        on a cluster), else 1 (a queue of CPU-only workers)."""
+        return self.options.gpus_per_worker or self.gpu_slots() or 1
+
     def check_capacity(self, gpus: int, nodes: int) -> None:
         """Raise ``CapacityError`` (one line, with the fix) when a job of ``gpus``
         per node on ``nodes`` nodes can never run on this queue."""
@@ -199,6 +225,11 @@ class Runner(ABC):
                 f"queue {name!r} has {slots} GPU(s) per node; the job asks for {gpus} "
                 f"(lower --gpus to {slots}, or set gpus in [queues.{name}] of queues.toml)"
             )
+
+    def check_ready(self) -> None:  # noqa: B027 - most backends need nothing more
+        """Raise an ``NBLaunchError`` (one line, with the fix) when the queue cannot take
+        jobs at all now (its engine's credentials are missing); at submit, before
+        anything is written."""
 
     def slots(self) -> Slots:
         """Devices and job slots the agent may hand out for this queue."""

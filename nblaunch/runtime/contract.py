@@ -195,6 +195,12 @@ class RunDir:
         return self.path / PREEMPT_MARKER
 
     @property
+    def wandb_run(self) -> Path:
+        """``{"id", "entity", "project", "offline"}`` of the W&B run the notebook logged
+        into (written on its first ``log``): where ``nblaunch sync`` uploads it."""
+        return self.path / "wandb-run.json"
+
+    @property
     def runtime_process(self) -> Path:
         """``{"pid", "create_time"}`` of the attempt's runtime (``record_runtime``)."""
         return self.path / "runtime.json"

@@ -37,10 +37,6 @@ from nblaunch.runtime.workspace import materialize
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 1:  # W&B Launch runs the job's entrypoint in the job's folder
-        from nblaunch.runtime.wandb_launch import launch_attempt
-
-        return launch_attempt(Path(argv[0]))
     if len(argv) != 2:
         print(
             "usage: python -m nblaunch.runtime BUNDLE RUN_DIR (or FOLDER, as W&B Launch runs it)",

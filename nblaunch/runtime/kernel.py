@@ -19,15 +19,17 @@ Trainer's callback and resume point) the same way, from the same start-up lines.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from nblaunch.runtime.contract import Env, job_cost
+from nblaunch.runtime.contract import Env, RunDir, job_cost, replace_private
 from nblaunch.runtime.imports import when_imported
 
 
@@ -110,6 +112,9 @@ def _patch_wandb(wandb_run: Any) -> None:
         self: Any, data: dict[str, Any], step: int | None = None, *args: Any, **kwargs: Any
     ) -> Any:
         result = original(self, data, step, *args, **kwargs)
+        if not _state.get("wandb_run_recorded"):
+            _state["wandb_run_recorded"] = True
+            _record_wandb_run(self)
         # Under the HF Trainer the nblaunch callback records the same values with the
         # true global step; teeing them again would double every point.
         if not _state.get("trainer_logging"):
@@ -130,6 +135,18 @@ def _patch_wandb(wandb_run: Any) -> None:
         return original_finish(self, *args, **kwargs)
 
     run_cls.finish = finish
+
+
+def _record_wandb_run(run: Any) -> None:
+    """Say which W&B run this attempt logs into (``RunDir.wandb_run``)."""
+    folder = os.environ.get(Env.RUN_DIR)
+    if not folder or os.environ.get("RANK", "0") != "0":
+        return
+    try:
+        where = {"id": run.id, "entity": run.entity, "project": run.project, "offline": run.offline}
+        replace_private(RunDir(Path(folder)).wandb_run, json.dumps(where).encode())
+    except Exception as exc:  # the run goes on; only `nblaunch sync` needs this
+        print(f"nblaunch: could not record the wandb run: {exc!r}", file=sys.stderr)
 
 
 def _cost_so_far() -> dict[str, float]:
