@@ -141,6 +141,9 @@ def prepare_environment(
     wandb_run_id: str | None = None,
 ) -> None:
     checkpoints.mkdir(parents=True, exist_ok=True)
+    # A wandb service of the process that started this one (an agent's, W&B Launch's)
+    # is not the job's: sharing it, the notebook's run and the runtime's would collide.
+    os.environ.pop("WANDB_SERVICE", None)
     os.environ.update(job_environment(run, job_id, checkpoints, wandb_run_id))
     os.environ.setdefault(Env.JOB_ID, job_id)
     os.environ.setdefault(Env.SUBMIT_DIR, spec["submit_dir"])

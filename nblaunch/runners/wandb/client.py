@@ -57,7 +57,11 @@ def publish_job(folder: Path, bundle: Path, options: WandbOptions, name: str) ->
         code.wait()
         job_file = Path(scratch) / JOB_FILE
         job_file.write_text(json.dumps(job_description(bundle, code.id), indent=4))
-        job = wandb.Artifact(f"nblaunch-{name}", type="job")
+        # wandb reserves the "job" type for its own job builder's class (what `wandb job
+        # create` logs with); a plain Artifact of that type is refused.
+        from wandb.sdk.artifacts._internal_artifact import InternalArtifact
+
+        job = InternalArtifact(f"nblaunch-{name}", "job")
         job.add_file(str(job_file), name=JOB_FILE)
         job.add_file(str(folder / FROZEN_REQUIREMENTS), name=FROZEN_REQUIREMENTS)
         run.log_artifact(job, aliases=["latest"])
@@ -138,6 +142,7 @@ class WandbClient:
         self._queued(item_id).delete()
 
     def _run(self, run_id: str) -> Any | None:
+        self.api.flush()  # wandb.Api keeps runs it has read; these change as they run
         try:
             return self.api.run(f"{self.entity}/{self.options.project}/{run_id}")
         except Exception:  # not created yet: wandb raises its not-found error
@@ -147,8 +152,8 @@ class WandbClient:
         run = self._run(run_id)
         if run is None:
             return None
-        reported = run.summary.get(WANDB_RESULT_KEY)
-        reported = dict(reported) if isinstance(reported, dict) else {}
+        reported = dict(run.summary_metrics).get(WANDB_RESULT_KEY)
+        reported = reported if isinstance(reported, dict) else {}
         try:
             result: Result | None = Result.from_dict(reported)
         except (KeyError, ValueError, TypeError):
