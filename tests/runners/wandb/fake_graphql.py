@@ -279,6 +279,14 @@ def _stop_run(ctx: Context, v: Vars) -> dict[str, Any]:
     return {"stopRun": {"success": True, "clientMutationId": None}}
 
 
+@resolver("DeleteRun")
+def _delete_run(ctx: Context, v: Vars) -> dict[str, Any]:
+    runs = ctx.state.runs
+    for key in [k for k, run in runs.items() if run.id == v["id"]]:
+        del runs[key]
+    return {"deleteRun": {"clientMutationId": None}}
+
+
 @resolver("CreateRunFiles")
 def _create_run_files(ctx: Context, v: Vars) -> dict[str, Any]:
     run = ctx.state.find_run(v["entity"], v["project"], v["run"])
@@ -333,9 +341,11 @@ def _digest_algorithm(ctx: Context, v: Vars) -> dict[str, Any]:
 
 @resolver("CreateArtifact")
 def _create_artifact(ctx: Context, v: Vars) -> dict[str, Any]:
-    state, given = ctx.state, v["input"]
+    # wandb-core sends an ``input`` object; wandb's Python side (``wandb job create``)
+    # the same fields as variables, with a list of collection names.
+    state, given = ctx.state, v.get("input") or v
     entity, project = given["entityName"], given["projectName"]
-    collection = given["artifactCollectionName"]
+    collection = given.get("artifactCollectionName") or given["artifactCollectionNames"][0]
     versions = state.collection_versions(entity, project, collection)
     same = next((a for a in versions if a.digest == given["digest"]), None)
     if same is not None and given.get("enableDigestDeduplication", True):

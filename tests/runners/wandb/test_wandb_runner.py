@@ -6,6 +6,8 @@ Launch agent is played by wandb's own launch code (``launch_agent``)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +98,122 @@ def test_a_job_goes_through_a_wandb_launch_queue_and_comes_back(
     assert 'lr 0.1 tag "a b\'c" notes 40000 steps 3' in printed
     metrics = json.loads(run_cli("metrics", job_id, "--name", "loss", "--json").stdout)
     assert [m["value"] for m in metrics] == [1.0, 0.5, pytest.approx(1 / 3)]
+
+
+def submit_to_wandb(tmp_path: Path, cells: str = TRAIN) -> str:
+    folder = tmp_path / "project"
+    folder.mkdir(exist_ok=True)
+    notebook = make_notebook(folder / "train.ipynb", cells, params=PARAMS)
+    done = run_cli("submit", str(notebook), "-q", "wandb-a100", "--json")
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["id"])
+
+
+def test_a_queued_job_is_a_wandb_job_and_cancelling_it_deletes_the_queue_item(
+    nbl_home: Path, tmp_path: Path, fake_wandb: FakeWandb
+) -> None:
+    from wandb.apis.public.jobs import Job
+
+    import wandb
+
+    write_queues(nbl_home, QUEUE)
+    job_id = submit_to_wandb(tmp_path)
+    item = one_item(fake_wandb)
+
+    # wandb's own job reader loads it (downloading wandb-job.json from the server) ...
+    reader = Job(wandb.Api(), "team/proj/nblaunch-train:latest", path=str(tmp_path / "reader"))
+    assert reader._entrypoint == ["python", "-m", "nblaunch.runtime", "."]
+    assert not reader._notebook_job
+    assert set(reader._input_types.to_json()["params"]["type_map"]) == {
+        "lr", "tag", "notes", "steps",
+    }  # fmt: skip
+    ours = reader._job_info
+    # ... and it has the shape of the job `wandb job create` builds from the same folder.
+    exported = tmp_path / "exported"
+    assert run_cli("export", job_id, "--wandb-job", str(exported)).returncode == 0
+    created = run_cli_wandb(
+        "job", "create", "code", str(exported), "-e", "team", "-p", "proj", "-n", "reference",
+        "--entry-point", "python -m nblaunch.runtime .",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    reference = json.loads(
+        fake_wandb.artifact("team", "proj", "reference:latest")["files"]["wandb-job.json"]
+    )
+    assert ours.keys() == reference.keys()
+    assert ours["source"].keys() == reference["source"].keys()
+    for key in ("_version", "source_type", "runtime", "output_types"):
+        assert ours[key] == reference[key], key
+    assert ours["source"]["entrypoint"] == reference["source"]["entrypoint"]
+    assert ours["input_types"]["wb_type"] == reference["input_types"]["wb_type"] == "typedDict"
+
+    done = run_cli("cancel", job_id, "--json")
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: job_json(job_id)["state"] == "cancelled", 30, "the job to be cancelled")
+    assert fake_wandb.queue_items("team", "gpu-queue") == []
+    assert item["id"]
+
+
+def test_a_running_job_streams_its_history_and_cancelling_it_stops_the_run(
+    nbl_home: Path, tmp_path: Path, fake_wandb: FakeWandb
+) -> None:
+    write_queues(nbl_home, QUEUE)
+    job_id = submit_to_wandb(tmp_path)
+    item = one_item(fake_wandb)
+    run_id = f"nbl-{job_id}"
+    # The team's Launch agent takes the item; the job's process logs into its run.
+    fake_wandb.claim(item["id"], run_id)
+    fake_wandb.set_run_state("team", "proj", run_id, "running")
+    fake_wandb.log_rows("team", "proj", run_id, [{"loss": 2.0}, {"loss": 1.5}])
+
+    def losses() -> list[float]:
+        rows = json.loads(run_cli("metrics", job_id, "--name", "loss", "--json").stdout)
+        return [r["value"] for r in rows]
+
+    assert wait_until(lambda: losses() == [2.0, 1.5] and losses(), 30, "the live loss")
+    assert job_json(job_id)["state"] == "running"
+    fake_wandb.log_rows("team", "proj", run_id, [{"loss": 1.0}])
+    wait_until(lambda: losses() == [2.0, 1.5, 1.0], 30, "the next point")
+
+    assert run_cli("cancel", job_id).returncode == 0
+    wait_until(lambda: run_id in fake_wandb.stop_requested, 30, "W&B's stop of the run")
+    fake_wandb.set_run_state("team", "proj", run_id, "killed")  # the run's process stops
+    wait_until(lambda: job_json(job_id)["state"] == "cancelled", 30, "the job to be cancelled")
+
+
+def test_a_failing_notebook_fails_the_job_with_its_own_error(
+    nbl_home: Path, tmp_path: Path, fake_wandb: FakeWandb, python_on_path: None
+) -> None:
+    write_queues(nbl_home, QUEUE)
+    job_id = submit_to_wandb(tmp_path, "raise ValueError('bad lr ' + str(lr))")
+    run_item(one_item(fake_wandb), "team", "gpu-queue")
+    final = wait_until(
+        lambda: job_json(job_id)["state"] != "running" and job_json(job_id)["state"] in
+        ("succeeded", "failed", "lost") and job_json(job_id),
+        60,
+        "the job to end",
+    )  # fmt: skip
+    assert final["state"] == "failed", final
+    assert final["error"]["ename"] == "ValueError"
+    assert final["error"]["evalue"] == "bad lr 0.01"
+
+
+def test_a_wandb_queue_without_credentials_refuses_jobs_in_one_line(
+    nbl_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login either
+    write_queues(nbl_home, QUEUE)
+    notebook = make_notebook(tmp_path / "train.ipynb", TRAIN, params=PARAMS)
+    done = run_cli("submit", str(notebook), "-q", "wandb-a100")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "nblaunch: error: queue 'wandb-a100' sends jobs to W&B Launch, which needs W&B "
+        "credentials; run `wandb login` (or set WANDB_API_KEY) and submit again"
+    ]
+    assert not (nbl_home / "jobs").exists() or not any((nbl_home / "jobs").iterdir())
+
+
+def run_cli_wandb(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wandb", *args], capture_output=True, text=True, timeout=120
+    )
