@@ -15,7 +15,7 @@ from nblaunch.runtime.execute import main, serve_warm
 args = sys.argv[1:]
 if args == ["--warm"]:
     code = serve_warm()
-elif len(args) == 1:
+elif len(args) == 1 and Path(args[0]).is_dir():
     from nblaunch.runtime.wandb_launch import launch_attempt
 
     code = launch_attempt(Path(args[0]))

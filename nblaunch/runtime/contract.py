@@ -383,8 +383,6 @@ PERF_TRAIN_TOKENS = "perf/train_tokens"
 
 # -- W&B Launch ------------------------------------------------------------------
 
-#: set by the W&B Launch agent for the processes it runs
-WANDB_LAUNCH = "WANDB_LAUNCH"
 #: the run summary key where an attempt W&B Launch ran reports its ``Result`` (the
 #: runtime writes it as the attempt ends; the wandb runner reads it)
 WANDB_RESULT_KEY = "nblaunch/result"

@@ -6,6 +6,7 @@ import json
 import netrc
 import os
 from pathlib import Path
+from typing import Any
 
 from nblaunch.runtime.contract import RESUME_MARKER, Env, RunDir
 
@@ -39,6 +40,14 @@ def job_environment(
 def wandb_run_name(job_id: str) -> str:
     """The id of the W&B run every attempt of job ``job_id`` logs into."""
     return f"nbl-{job_id}"
+
+
+def quiet_wandb_settings() -> Any:
+    """``wandb.Settings`` for the runs nblaunch itself opens (logging a job, writing a
+    result, replaying history): no console output, no job of their own, no system stats."""
+    import wandb
+
+    return wandb.Settings(silent=True, disable_job_creation=True, x_disable_stats=True)
 
 
 def wandb_credentials() -> bool:

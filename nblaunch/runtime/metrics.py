@@ -27,13 +27,18 @@ def log(data: Mapping[str, Any], step: int | None = None, *, all_ranks: bool = F
     run_dir = os.environ.get(Env.RUN_DIR)
     if not run_dir or (not all_ranks and os.environ.get("RANK", "0") != "0"):
         return
+    append_metrics(os.path.join(run_dir, METRICS_FILE), data, step, time.time())
+
+
+def append_metrics(
+    path: str | os.PathLike[str], data: Mapping[str, Any], step: int | None, when: float
+) -> None:
+    """Append one line of ``data``'s numbers (the rest is left out) to the metrics file
+    ``path``; nothing when it holds no number."""
     numbers = {str(k): float(v) for k, v in data.items() if _is_number(v)}
-    if not numbers:
-        return
-    line = json.dumps(
-        {"step": None if step is None else int(step), "time": time.time(), "metrics": numbers}
-    )
-    append_line(os.path.join(run_dir, METRICS_FILE), line)
+    if numbers:
+        line = {"step": None if step is None else int(step), "time": when, "metrics": numbers}
+        append_line(path, json.dumps(line))
 
 
 def _is_number(value: Any) -> bool:

@@ -30,7 +30,7 @@ from nblaunch.runtime.contract import (
     Result,
     RunDir,
 )
-from nblaunch.runtime.environment import wandb_credentials
+from nblaunch.runtime.environment import quiet_wandb_settings, wandb_credentials
 from nblaunch.runtime.execute import run_attempt
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,12 @@ def launch_attempt(folder: Path) -> int:
     spec = json.loads((bundle / BUNDLE_SPEC).read_text())
     spec["params"] = launch_parameters(bundle, spec["params"])
     run_id = os.environ.get("WANDB_RUN_ID")
-    job_id = os.environ.get(Env.JOB_ID) or run_id or bundle.name
+    # A job nblaunch queued logs into run nbl-<job id>; one started from W&B names its own.
+    job_id = os.environ.get(Env.JOB_ID) or (run_id or bundle.name).removeprefix("nbl-")
+    # Launch gives each run a fresh folder: checkpoints last only as long as the run,
+    # unless NBLAUNCH_CHECKPOINT_DIR names a lasting place (a mounted volume).
     checkpoints = Path(os.environ.get(Env.CHECKPOINT_DIR) or run.path / "checkpoints")
+    run.workspace.mkdir(parents=True, exist_ok=True)  # W&B keeps no empty folder
     result = run_attempt(bundle, run, spec, job_id, checkpoints, run_id)
     if wandb_credentials():
         report(run, result)
@@ -72,9 +76,10 @@ def report(run: RunDir, result: Result) -> None:
     """Write the attempt's result and output notebook into its W&B run."""
     import wandb
 
-    settings = wandb.Settings(silent=True, disable_job_creation=True, x_disable_stats=True)
     try:
-        with wandb.init(resume="allow", dir=str(run.path), settings=settings) as wb_run:
+        with wandb.init(
+            resume="allow", dir=str(run.path), settings=quiet_wandb_settings()
+        ) as wb_run:
             item = os.environ.get(WANDB_LAUNCH_ITEM)
             wb_run.summary[WANDB_RESULT_KEY] = {**result.to_dict(), WANDB_RESULT_ITEM: item}
             for path in (run.output, run.result):

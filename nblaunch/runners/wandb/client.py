@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nblaunch.errors import MissingDependencyError
+from nblaunch.errors import ConfigError, MissingDependencyError
 from nblaunch.runners.wandb.job_files import FROZEN_REQUIREMENTS, JOB_FILE, job_description
 from nblaunch.runners.wandb.options import WandbOptions
 from nblaunch.runtime.contract import WANDB_RESULT_ITEM, WANDB_RESULT_KEY, Result
+from nblaunch.runtime.environment import quiet_wandb_settings
 
 
-def _wandb() -> Any:
+def wandb_module() -> Any:
+    """wandb, or the one line that says how to install it."""
     try:
         import wandb
     except ImportError:
@@ -30,14 +32,10 @@ def _wandb() -> Any:
     return wandb
 
 
-def _settings(wandb: Any) -> Any:
-    return wandb.Settings(silent=True, disable_job_creation=True, x_disable_stats=True)
-
-
 def publish_job(folder: Path, bundle: Path, options: WandbOptions, name: str) -> str:
     """Log ``folder`` (an exported job) as a code artifact and its job artifact;
     return the job's reference, ``entity/project/name:vN``."""
-    wandb = _wandb()
+    wandb = wandb_module()
     with (
         tempfile.TemporaryDirectory(prefix="nblaunch-wandb-") as scratch,
         wandb.init(
@@ -45,7 +43,7 @@ def publish_job(folder: Path, bundle: Path, options: WandbOptions, name: str) ->
             project=options.project,
             job_type="nblaunch-submit",
             dir=scratch,
-            settings=_settings(wandb),
+            settings=quiet_wandb_settings(),
             reinit="create_new",
         ) as run,
     ):
@@ -78,7 +76,7 @@ def enqueue(
     run_id: str,
 ) -> str:
     """Put the job into the W&B Launch queue; the queue item's id."""
-    _wandb()
+    wandb_module()
     from wandb.sdk.launch import launch_add
 
     queued = launch_add(
@@ -116,14 +114,17 @@ class WandbClient:
     @property
     def api(self) -> Any:
         if self._api is None:
-            self._api = _wandb().Api(timeout=30)
+            self._api = wandb_module().Api(timeout=30)
         return self._api
 
     @property
     def entity(self) -> str:
         entity = self.options.entity or self.api.default_entity
         if not entity:
-            raise ValueError("W&B names no default entity for this login; set entity")
+            raise ConfigError(
+                f"W&B names no default entity for this login; set entity in "
+                f"[queues.{self.options.name}]"
+            )
         return str(entity)
 
     def _queued(self, item_id: str) -> Any:
@@ -145,7 +146,7 @@ class WandbClient:
         self.api.flush()  # wandb.Api keeps runs it has read; these change as they run
         try:
             return self.api.run(f"{self.entity}/{self.options.project}/{run_id}")
-        except Exception:  # not created yet: wandb raises its not-found error
+        except ValueError:  # wandb's RunNotFoundError: the run does not exist yet
             return None
 
     def run_view(self, run_id: str) -> RunView | None:

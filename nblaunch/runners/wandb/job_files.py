@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -106,6 +105,7 @@ def frozen_requirements(requirements: str) -> str:
 def job_description(bundle: Path, code_artifact_id: str | None) -> dict[str, Any]:
     """``wandb-job.json`` for the bundle. ``code_artifact_id`` is the id W&B gave
     the logged code artifact; an export made offline has none yet."""
+    spec = json.loads((bundle / BUNDLE_SPEC).read_text())
     source: dict[str, Any] = {"entrypoint": list(ENTRYPOINT), "notebook": False}
     if code_artifact_id is not None:
         source["artifact"] = f"wandb-artifact://_id/{code_artifact_id}"
@@ -115,7 +115,8 @@ def job_description(bundle: Path, code_artifact_id: str | None) -> dict[str, Any
         "source": source,
         "input_types": typed_dict(job_parameters(bundle)),
         "output_types": typed_dict({}),
-        "runtime": f"{sys.version_info.major}.{sys.version_info.minor}",
+        # the kernel's Python, which the bundle's pins were read from
+        "runtime": ".".join(str(spec["python"]).split(".")[:2]),
     }
 
 

@@ -31,9 +31,6 @@ class WandbOptions(QueueOptions):
     priority_map: dict[str, int] = {"critical": 0, "high": 1, "normal": 2, "low": 3}
     #: how often the agent asks W&B about an attempt (the queue item, the run, its history)
     poll_interval_s: float = Field(default=5.0, gt=0)
-    #: how long a run that W&B says ended may take to report its result before the
-    #: attempt is taken as crashed (the runtime writes it as its last act)
-    result_grace_s: float = Field(default=300.0, gt=0)
 
     @field_validator("priority_map")
     @classmethod

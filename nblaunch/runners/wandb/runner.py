@@ -11,7 +11,6 @@ its reported result the attempt's end.
 from __future__ import annotations
 
 import json
-import math
 import re
 import tempfile
 import time
@@ -32,10 +31,13 @@ from nblaunch.runtime.contract import (
     replace_private,
 )
 from nblaunch.runtime.environment import wandb_credentials, wandb_run_name
+from nblaunch.runtime.metrics import append_metrics
 
 #: the first history step the attempt's metrics have not yet been read from
 HISTORY_CURSOR = "wandb-history-step"
-_ENDED = ("finished", "failed", "crashed", "killed", "preempted")
+#: the attempt's handle, written as soon as its queue item exists (``recover``)
+HANDLE_FILE = "wandb-handle.json"
+#: what W&B says of a run whose process died without a word (or was stopped)
 _DIED = ("crashed", "killed")
 
 
@@ -51,9 +53,8 @@ class WandbRunner(Runner):
         self.client = WandbClient(options)
         #: queue item → (when, what the last look at W&B said)
         self._seen: dict[str, tuple[float, AttemptEnd | Pending | None]] = {}
-        #: queue items whose run W&B has shown running, and when it first said it ended
+        #: queue items whose run W&B has shown running
         self._ran: set[str] = set()
-        self._ended_at: dict[str, float] = {}
         #: queue items asked to stop → when to give up waiting for the run to end
         self._stopping: dict[str, float] = {}
 
@@ -80,13 +81,22 @@ class WandbRunner(Runner):
         run_id = wandb_run_name(launch.job_id)
         entity = self.client.entity
         item = enqueue(self.options, entity, job, spec["params"], spec["priority"], run_id)
+        handle = {"external_id": item, "job": job, "run_id": run_id}
         make_private_dir(launch.run.logs)
+        replace_private(launch.run.path / HANDLE_FILE, json.dumps(handle).encode())
         append_line(
             launch.run.stdout,
             f"nblaunch: queued {job} in W&B Launch queue {entity}/{self.options.launch_queue} "
             f"as item {item}; it logs into run {entity}/{self.options.project}/{run_id}",
         )
-        return {"external_id": item, "job": job, "run_id": run_id}
+        return handle
+
+    def recover(self, run: RunDir, job_id: str, attempt: int) -> dict[str, Any] | None:
+        try:
+            handle = json.loads((run.path / HANDLE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return handle if isinstance(handle, dict) else None
 
     # -- state -------------------------------------------------------------------
 
@@ -100,26 +110,9 @@ class WandbRunner(Runner):
         return status
 
     def _look(self, handle: dict[str, Any], run: RunDir) -> AttemptEnd | Pending | None:
+        """The queue item first: the run is shared by every attempt of the job, so what
+        it says counts only once a Launch agent has taken this attempt's item."""
         item, run_id = handle["external_id"], handle["run_id"]
-        view = self.client.run_view(run_id)
-        result = view.result if view is not None and view.item == item else None
-        if result is not None:
-            self._read_history(run_id, run)
-            result.write(run.result)
-            return self._end(item, AttemptEnd(result.outcome, result.error))
-        if view is not None and view.state == "running":
-            self._ran.add(item)
-        if item in self._ran:
-            self._read_history(run_id, run)
-            assert view is not None
-            if view.state in _ENDED:
-                first = self._ended_at.setdefault(item, time.monotonic())
-                waited = time.monotonic() - first
-                if view.state in _DIED or waited > self.options.result_grace_s:
-                    return self._end(
-                        item, _lost(f"W&B says run {run_id} {view.state} and it reported no result")
-                    )
-            return self._stop_overdue(item)
         state = self.client.item_state(item)
         if state is None:
             return self._end(item, _lost(f"W&B Launch queue item {item} is gone (deleted)"))
@@ -133,23 +126,36 @@ class WandbRunner(Runner):
             return self._end(item, AttemptEnd(Outcome.RUNNER_ERROR, error))
         if state == "pending":
             return Pending(f"waiting in W&B Launch queue {self.options.launch_queue!r}")
-        return self._stop_overdue(item)  # a Launch agent took it: its process is starting
+        view = self.client.run_view(run_id)  # a Launch agent took it: its process runs
+        if view is None:
+            return self._stopping_over(item, run_id)
+        self._read_history(run_id, run)
+        if view.result is not None and view.item == item:
+            view.result.write(run.result)
+            return self._end(item, AttemptEnd(view.result.outcome, view.result.error))
+        if view.state == "running":
+            self._ran.add(item)
+        elif item in self._ran and view.state in _DIED:
+            why = f"W&B says run {run_id} {view.state} and it reported no result"
+            return self._end(item, _lost(why))
+        # Ended without a result yet: the runtime writes it as its last act (and a notebook
+        # may finish its own run and go on), so only the job's time limit ends the wait.
+        return self._stopping_over(item, run_id)
 
-    def _stop_overdue(self, item: str) -> AttemptEnd | None:
+    def _stopping_over(self, item: str, run_id: str) -> AttemptEnd | None:
+        """While a stop is asked for, ask again each look (a run only hears it while it
+        logs); past the grace, the attempt ends here and the run is left to W&B."""
         deadline = self._stopping.get(item)
-        if deadline is not None and time.monotonic() > deadline:
-            return self._end(
-                item,
-                _lost(
-                    f"the W&B run of queue item {item} was asked to stop "
-                    "and has not ended; check it in W&B"
-                ),
-            )
+        if deadline is None:
+            return None
+        if time.monotonic() > deadline:
+            why = f"W&B run {run_id} was asked to stop and has not ended; stop it in W&B"
+            return self._end(item, _lost(why))
+        self.client.stop_run(run_id)
         return None
 
     def _end(self, item: str, end: AttemptEnd) -> AttemptEnd:
         self._ran.discard(item)
-        self._ended_at.pop(item, None)
         self._stopping.pop(item, None)
         return end
 
@@ -158,23 +164,15 @@ class WandbRunner(Runner):
         ingests them as it does a local attempt's)."""
         cursor = run.path / HISTORY_CURSOR
         start = int(cursor.read_text()) if cursor.exists() else _first_step(run)
-        rows = self.client.history(run_id, start)
         last = start - 1
-        for row in rows:
+        for row in self.client.history(run_id, start):
             step = row.get("_step")
             if not isinstance(step, int) or step < start:
                 continue
-            numbers = {
-                k: float(v) for k, v in row.items() if not k.startswith("_") and _is_number(v)
-            }
             when = row.get("_timestamp")
-            if numbers:
-                line = {
-                    "step": step,
-                    "time": float(when) if isinstance(when, (int, float)) else time.time(),
-                    "metrics": numbers,
-                }
-                append_line(run.metrics, json.dumps(line))
+            when = float(when) if isinstance(when, (int, float)) else time.time()
+            metrics = {k: v for k, v in row.items() if not k.startswith("_")}
+            append_metrics(run.metrics, metrics, step, when)
             last = max(last, step)
         if last >= start:
             replace_private(cursor, str(last + 1).encode())
@@ -209,7 +207,3 @@ def _first_step(run: RunDir) -> int:
 def _artifact_name(name: str) -> str:
     """A W&B artifact name from a job name (letters, digits, ``-``, ``_``, ``.``)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:100] or "job"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

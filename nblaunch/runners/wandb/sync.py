@@ -13,7 +13,8 @@ sync`` of a later attempt's folder replaces what the earlier one uploaded
   tables, files and config changes cannot be carried; they stay in its offline
   folder, and the report says so.
 
-A segment is marked once uploaded, so running sync again uploads only what is new.
+An attempt that ran online is W&B's already; later ones continue after it. A segment
+is marked once uploaded, so running sync again uploads nothing twice.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from nblaunch.errors import ConfigError, EngineError, SpecError
+from nblaunch.runners.wandb.client import wandb_module
 from nblaunch.runtime.contract import RunDir, replace_private
-from nblaunch.runtime.environment import wandb_credentials
-from nblaunch.runtime.metrics import new_lines
+from nblaunch.runtime.environment import quiet_wandb_settings, wandb_credentials
+from nblaunch.runtime.metrics import read_new
 
 #: in an attempt's folder once its W&B run is uploaded: ``{"last_step": N}``
 SYNCED_MARKER = "wandb-synced.json"
@@ -43,7 +45,7 @@ class SegmentReport:
     """What ``sync`` did with one attempt's offline run."""
 
     attempt: int
-    how: str  # "wandb sync" | "replayed" | "already synced" | "nothing logged"
+    how: str  # "wandb sync" | "replayed" | "already synced" | "online" | "nothing logged"
     rows: int = 0
     first_step: int | None = None
     last_step: int | None = None
@@ -81,38 +83,41 @@ def sync_attempts(
     report = SyncReport(run="/".join(p for p in (entity, project, run_id) if p))
     next_step = 0
     uploaded_any = False
-    for n, run, _ in found:
+    for n, run, where in found:
+        rows = _rows(run)
         marker = run.path / SYNCED_MARKER
+        if not where.get("offline"):  # W&B has it; later segments continue after it
+            next_step = max([next_step, *(step + 1 for step, _ in rows)])
+            uploaded_any = True
+            report.segments.append(SegmentReport(n, "online"))
+            continue
         if marker.exists():
             next_step = int(json.loads(marker.read_text())["last_step"]) + 1
             uploaded_any = True
             report.segments.append(SegmentReport(n, "already synced"))
             continue
-        rows = _rows(run)
         if not uploaded_any:
             _wandb_sync(_offline_folders(run, run_id), run_id, entity, project)
             steps = [step for step, _ in rows]
             segment = SegmentReport(n, "wandb sync", len(rows), min(steps, default=None))
-            last = max(steps, default=next_step - 1)
+            segment.last_step = max(steps, default=next_step - 1)
+        elif not rows:
+            report.segments.append(SegmentReport(n, "nothing logged"))
+            continue
         else:
-            if not rows:
-                report.segments.append(SegmentReport(n, "nothing logged"))
-                continue
-            shift = max(0, next_step - rows[0][0])
-            shifted = [(step + shift, metrics) for step, metrics in rows]
-            _replay(shifted, run_id, entity, project)
-            last = shifted[-1][0]
+            begin, end = _replay(rows, next_step, run_id, entity, project)
             segment = SegmentReport(
                 n,
                 "replayed",
                 len(rows),
-                shifted[0][0],
+                begin,
+                end,
                 not_carried=f"media, tables, files and config changes stay in {run.path / 'wandb'}",
             )
-        segment.last_step = last
-        replace_private(marker, json.dumps({"last_step": last}).encode())
+        assert segment.last_step is not None
+        replace_private(marker, json.dumps({"last_step": segment.last_step}).encode())
         report.segments.append(segment)
-        next_step = last + 1
+        next_step = segment.last_step + 1
         uploaded_any = True
     return report
 
@@ -133,20 +138,13 @@ def _offline_folders(run: RunDir, run_id: str) -> list[Path]:
 
 
 def _rows(run: RunDir) -> list[tuple[int, dict[str, float]]]:
-    """The attempt's logged numbers by step, in logging order (one entry per step)."""
-    lines, _ = new_lines(run.metrics, 0)
+    """The attempt's logged numbers by step, in step order (GPU samples, which have no
+    step, are not the notebook's history)."""
+    found, _ = read_new(run.metrics, 0)
     rows: dict[int, dict[str, float]] = {}
-    for raw in lines:
-        try:
-            entry = json.loads(raw)
-            step = entry.get("step")
-            if step is None:  # GPU samples: not the notebook's history
-                continue
-            rows.setdefault(int(step), {}).update(
-                {str(k): float(v) for k, v in entry["metrics"].items()}
-            )
-        except (ValueError, TypeError, KeyError, AttributeError):
-            continue
+    for step, name, value, _when in found:
+        if step is not None:
+            rows.setdefault(step, {})[name] = value
     return sorted(rows.items())
 
 
@@ -172,13 +170,14 @@ def _wandb_sync(folders: list[Path], run_id: str, entity: str | None, project: s
 
 def _replay(
     rows: list[tuple[int, dict[str, float]]],
+    next_step: int,
     run_id: str,
     entity: str | None,
     project: str | None,
-) -> None:
-    import wandb
-
-    settings = wandb.Settings(silent=True, disable_job_creation=True, x_disable_stats=True)
+) -> tuple[int, int]:
+    """Log ``rows`` into the resumed run, shifted to start at or after ``next_step`` and
+    after the run's own last step (W&B drops a step below it); the first and last step."""
+    wandb = wandb_module()
     with (
         tempfile.TemporaryDirectory(prefix="nblaunch-sync-") as scratch,
         wandb.init(
@@ -188,9 +187,11 @@ def _replay(
             resume="must",
             dir=scratch,
             mode="online",
-            settings=settings,
+            settings=quiet_wandb_settings(),
             reinit="create_new",
         ) as run,
     ):
+        shift = max(0, next_step - rows[0][0], int(run.step) - rows[0][0])
         for step, metrics in rows:
-            run.log(metrics, step=step)
+            run.log(metrics, step=step + shift)
+    return rows[0][0] + shift, rows[-1][0] + shift
