@@ -153,14 +153,17 @@ def _wandb_sync(folders: list[Path], run_id: str, entity: str | None, project: s
     command += ["-e", entity] if entity else []
     command += ["-p", project] if project else []
     try:
-        done = subprocess.run(
-            [*command, *map(str, folders)],
-            capture_output=True,
-            text=True,
-            timeout=SYNC_TIMEOUT_S,
-            check=False,
-            env={**os.environ, "WANDB_SILENT": "true"},
-        )
+        # in a scratch folder: wandb's CLI keeps its debug logs in ./wandb
+        with tempfile.TemporaryDirectory(prefix="nblaunch-sync-") as scratch:
+            done = subprocess.run(
+                [*command, *map(str, folders)],
+                capture_output=True,
+                text=True,
+                timeout=SYNC_TIMEOUT_S,
+                check=False,
+                cwd=scratch,
+                env={**os.environ, "WANDB_SILENT": "true"},
+            )
     except subprocess.TimeoutExpired:
         raise EngineError(f"wandb sync did not finish in {SYNC_TIMEOUT_S:g}s; try again") from None
     if done.returncode != 0:

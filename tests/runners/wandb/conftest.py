@@ -66,7 +66,7 @@ def wandb_env(fake_server: FakeWandb, tmp_path: Path) -> dict[str, str]:
         "WANDB_API_KEY": fake_server.api_key,
         "WANDB_SILENT": "true",
     }
-    for name in ("CONFIG_DIR", "CACHE_DIR", "DATA_DIR", "ARTIFACT_DIR"):
+    for name in ("DIR", "CONFIG_DIR", "CACHE_DIR", "DATA_DIR", "ARTIFACT_DIR"):
         folder = tmp_path / "wandb-login" / name.lower()
         folder.mkdir(parents=True)
         env[f"WANDB_{name}"] = str(folder)

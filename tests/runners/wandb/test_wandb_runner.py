@@ -6,6 +6,7 @@ Launch agent is played by wandb's own launch code (``launch_agent``)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,9 +113,8 @@ def submit_to_wandb(tmp_path: Path, cells: str = TRAIN) -> str:
 def test_a_queued_job_is_a_wandb_job_and_cancelling_it_deletes_the_queue_item(
     nbl_home: Path, tmp_path: Path, fake_wandb: FakeWandb
 ) -> None:
-    from wandb.apis.public.jobs import Job
-
     import wandb
+    from wandb.apis.public.jobs import Job
 
     write_queues(nbl_home, QUEUE)
     job_id = submit_to_wandb(tmp_path)
@@ -214,6 +214,11 @@ def test_a_wandb_queue_without_credentials_refuses_jobs_in_one_line(
 
 
 def run_cli_wandb(*args: str) -> subprocess.CompletedProcess[str]:
+    # wandb's CLI keeps its debug logs in ./wandb: not in the checkout
     return subprocess.run(
-        [sys.executable, "-m", "wandb", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "wandb", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.environ["WANDB_DIR"],
     )
