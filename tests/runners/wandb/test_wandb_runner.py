@@ -150,7 +150,8 @@ def test_a_queued_job_is_a_wandb_job_and_cancelling_it_deletes_the_queue_item(
     assert done.returncode == 0, done.stderr
     wait_until(lambda: job_json(job_id)["state"] == "cancelled", 30, "the job to be cancelled")
     assert fake_wandb.queue_items("team", "gpu-queue") == []
-    assert item["id"]
+    deleted = [v for name, v in fake_wandb.operations if name == "DeleteFromRunQueue"]
+    assert [v["runQueueItemId"] for v in deleted] == [item["id"]]
 
 
 def test_a_running_job_streams_its_history_and_cancelling_it_stops_the_run(
