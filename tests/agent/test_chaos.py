@@ -80,19 +80,23 @@ def test_chaos(nbl_home: Path, tmp_path: Path) -> None:
         "[queues.local]\nmax_concurrent = 4\ncancel_grace_s = 5\n"
         "[queues.local.retry]\ninitial_s = 0.2\nmax_s = 2\nmax_lost = 10\nmax_preemptions = 50\n",
     )
+    # The jobs write beside, not inside, the notebooks' folder (which each job carries):
+    # a file they write and rename while a submit reads the folder would be in its listing.
     out = tmp_path / "out"
     out.mkdir()
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
     params = "name = ''\nout = ''\nsteps = 40"
     notebooks = {
         "ok": make_notebook(
-            tmp_path / "ok.ipynb", RECORD_RUN, "result = 'ok'", WRITE_RESULT, params=params
+            folder / "ok.ipynb", RECORD_RUN, "result = 'ok'", WRITE_RESULT, params=params
         ),
         "fail": make_notebook(
-            tmp_path / "fail.ipynb", RECORD_RUN, "raise ValueError('deterministic')",
+            folder / "fail.ipynb", RECORD_RUN, "raise ValueError('deterministic')",
             WRITE_RESULT, params=params,
         ),
         "train": make_notebook(
-            tmp_path / "train.ipynb", RECORD_RUN, TRAIN, WRITE_RESULT, params=params
+            folder / "train.ipynb", RECORD_RUN, TRAIN, WRITE_RESULT, params=params
         ),
     }  # fmt: skip
     started = time.monotonic()
