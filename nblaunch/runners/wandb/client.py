@@ -142,17 +142,16 @@ class WandbClient:
     def delete_item(self, item_id: str) -> None:
         self._queued(item_id).delete()
 
-    def _run(self, run_id: str) -> Any | None:
+    def run(self, run_id: str) -> Any | None:
+        """The job's W&B run as W&B has it now; None before it exists."""
         self.api.flush()  # wandb.Api keeps runs it has read; these change as they run
         try:
             return self.api.run(f"{self.entity}/{self.options.project}/{run_id}")
         except ValueError:  # wandb's RunNotFoundError: the run does not exist yet
             return None
 
-    def run_view(self, run_id: str) -> RunView | None:
-        run = self._run(run_id)
-        if run is None:
-            return None
+    @staticmethod
+    def view(run: Any) -> RunView:
         reported = dict(run.summary_metrics).get(WANDB_RESULT_KEY)
         reported = reported if isinstance(reported, dict) else {}
         try:
@@ -162,14 +161,12 @@ class WandbClient:
         item = reported.get(WANDB_RESULT_ITEM)
         return RunView(str(run.state), result, None if item is None else str(item))
 
-    def history(self, run_id: str, min_step: int) -> list[dict[str, Any]]:
+    @staticmethod
+    def history(run: Any, min_step: int) -> list[dict[str, Any]]:
         """The run's history rows from ``min_step`` on."""
-        run = self._run(run_id)
-        if run is None:
-            return []
         return [dict(row) for row in run.scan_history(min_step=min_step, use_cache=False)]
 
     def stop_run(self, run_id: str) -> None:
-        run = self._run(run_id)
+        run = self.run(run_id)
         if run is not None:
             run.stop()

@@ -126,10 +126,11 @@ class WandbRunner(Runner):
             return self._end(item, AttemptEnd(Outcome.RUNNER_ERROR, error))
         if state == "pending":
             return Pending(f"waiting in W&B Launch queue {self.options.launch_queue!r}")
-        view = self.client.run_view(run_id)  # a Launch agent took it: its process runs
-        if view is None:
+        wb_run = self.client.run(run_id)  # a Launch agent took it: its process runs
+        if wb_run is None:
             return self._stopping_over(item, run_id)
-        self._read_history(run_id, run)
+        self._read_history(wb_run, run)
+        view = self.client.view(wb_run)
         if view.result is not None and view.item == item:
             view.result.write(run.result)
             return self._end(item, AttemptEnd(view.result.outcome, view.result.error))
@@ -159,13 +160,13 @@ class WandbRunner(Runner):
         self._stopping.pop(item, None)
         return end
 
-    def _read_history(self, run_id: str, run: RunDir) -> None:
-        """Append the run's new history rows to the attempt's metrics (the agent
+    def _read_history(self, wb_run: Any, run: RunDir) -> None:
+        """Append the W&B run's new history rows to the attempt's metrics (the agent
         ingests them as it does a local attempt's)."""
         cursor = run.path / HISTORY_CURSOR
         start = int(cursor.read_text()) if cursor.exists() else _first_step(run)
         last = start - 1
-        for row in self.client.history(run_id, start):
+        for row in self.client.history(wb_run, start):
             step = row.get("_step")
             if not isinstance(step, int) or step < start:
                 continue

@@ -40,6 +40,16 @@ run.finish()
 PARAMS = "lr = 0.01\ntag = 'x'\nnotes = ''\nsteps = 3\n"
 
 
+def submit_to_wandb(tmp_path: Path, cells: str = TRAIN, *flags: str) -> str:
+    """Submit a notebook of ``cells`` (in its own folder) to the wandb queue; its job id."""
+    folder = tmp_path / "project"
+    folder.mkdir(exist_ok=True)
+    notebook = make_notebook(folder / "train.ipynb", cells, params=PARAMS)
+    done = run_cli("submit", str(notebook), "-q", "wandb-a100", *flags, "--json")
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["id"])
+
+
 def job_json(job_id: str) -> dict[str, Any]:
     done = run_cli("show", job_id, "--json")
     assert done.returncode == 0, done.stderr
@@ -56,16 +66,11 @@ def test_a_job_goes_through_a_wandb_launch_queue_and_comes_back(
     nbl_home: Path, tmp_path: Path, fake_wandb: FakeWandb, python_on_path: None
 ) -> None:
     write_queues(nbl_home, QUEUE)
-    folder = tmp_path / "project"
-    folder.mkdir()
-    notebook = make_notebook(folder / "train.ipynb", TRAIN, params=PARAMS)
     notes = "n" * 40_000  # the run config outgrows one variable: WANDB_CONFIG_0, _1
-    done = run_cli(
-        "submit", str(notebook), "-q", "wandb-a100", "--priority", "high",
-        "-p", "lr", "0.1", "-r", "tag", "a b'c", "-r", "notes", notes, "--json",
+    job_id = submit_to_wandb(
+        tmp_path, TRAIN,
+        "--priority", "high", "-p", "lr", "0.1", "-r", "tag", "a b'c", "-r", "notes", notes,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    job_id = json.loads(done.stdout)["id"]
 
     item = one_item(fake_wandb)
     spec = item["run_spec"]
@@ -99,15 +104,6 @@ def test_a_job_goes_through_a_wandb_launch_queue_and_comes_back(
     assert 'lr 0.1 tag "a b\'c" notes 40000 steps 3' in printed
     metrics = json.loads(run_cli("metrics", job_id, "--name", "loss", "--json").stdout)
     assert [m["value"] for m in metrics] == [1.0, 0.5, pytest.approx(1 / 3)]
-
-
-def submit_to_wandb(tmp_path: Path, cells: str = TRAIN) -> str:
-    folder = tmp_path / "project"
-    folder.mkdir(exist_ok=True)
-    notebook = make_notebook(folder / "train.ipynb", cells, params=PARAMS)
-    done = run_cli("submit", str(notebook), "-q", "wandb-a100", "--json")
-    assert done.returncode == 0, done.stderr
-    return str(json.loads(done.stdout)["id"])
 
 
 def test_a_queued_job_is_a_wandb_job_and_cancelling_it_deletes_the_queue_item(
